@@ -346,19 +346,34 @@ class _Family:
 # Validation on the slow path
 
 
+def _as_number(value: Any) -> int | float:
+    """Convert an integral or real number (numpy scalar, Decimal, Fraction) to int or float.
+
+    Raises TypeError for anything else, strings included, so that "3" is
+    not read as 3.
+    """
+    if isinstance(value, (str, bytes, bytearray)):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        pass
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"expected a number, got {type(value).__name__}") from None
+
+
 def _checked_amount(family: _Family, amount: Any) -> int | float:
     """Return ``amount`` as int or float, or raise if it is not finite and >= 0."""
     if isinstance(amount, bool) or not isinstance(amount, (int, float)):
         try:
-            amount = operator.index(amount)
+            amount = _as_number(amount)
         except TypeError:
-            try:
-                amount = float(amount)
-            except (TypeError, ValueError):
-                raise TypeError(
-                    f"amount for metric {family.name!r} must be a number, "
-                    f"got {type(amount).__name__} {amount!r}"
-                ) from None
+            raise TypeError(
+                f"amount for metric {family.name!r} must be a number, "
+                f"got {type(amount).__name__} {amount!r}"
+            ) from None
     if not 0 <= amount < _INF:
         raise ValueError(
             f"amount for metric {family.name!r} must be finite and >= 0, got {amount!r}: "
@@ -371,15 +386,12 @@ def _checked_number(family: _Family, value: Any) -> int | float:
     """Return a gauge value as int or float (NaN and infinities are allowed)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         try:
-            return operator.index(value)
+            return _as_number(value)
         except TypeError:
-            try:
-                return float(value)
-            except (TypeError, ValueError):
-                raise TypeError(
-                    f"value for metric {family.name!r} must be a number, "
-                    f"got {type(value).__name__} {value!r}"
-                ) from None
+            raise TypeError(
+                f"value for metric {family.name!r} must be a number, "
+                f"got {type(value).__name__} {value!r}"
+            ) from None
     return value
 
 
@@ -387,8 +399,8 @@ def _checked_observation(family: _Family, value: Any, count: Any) -> tuple[float
     """Return ``(value, count)`` normalised, or raise naming the metric."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         try:
-            value = float(value)
-        except (TypeError, ValueError):
+            value = _as_number(value)
+        except TypeError:
             raise TypeError(
                 f"observed value for metric {family.name!r} must be a number, "
                 f"got {type(value).__name__} {value!r}"
