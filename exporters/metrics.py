@@ -8,10 +8,10 @@ with the same duration costs one bucket update instead of n.
 Concurrency: children update plain Python ints and floats without locks. This
 is correct because each service process records from its one asyncio
 event-loop thread. Read (scrape) on that same thread to get a consistent
-snapshot; a read from another thread may see a batch half applied, for
+snapshot. A read from another thread may see a batch half applied, for
 example a histogram ``_sum`` that does not yet include the latest bucket
-update. Each process holds its own ``Registry``: adding figures across worker
-processes is not done here.
+update. Each process has its own ``Registry``, and adding figures across
+worker processes is not done here.
 """
 
 from __future__ import annotations
@@ -329,9 +329,12 @@ class _Family:
             f".labels(...).{method}(...) instead of .{method}(...)"
         )
 
-    def _unlabelled(self) -> Any:
+    def _unlabelled(self, attribute: str) -> Any:
         if self._default is None:
-            raise self._labels_required("value")
+            raise ValueError(
+                f"metric {self.name!r} has labels {self.labelnames}: read "
+                f".labels(...).{attribute} instead of .{attribute}"
+            )
         return self._default
 
     def collect(self) -> list[Metric]:
@@ -511,7 +514,7 @@ class Counter(_Family):
     @property
     def value(self) -> int | float:
         """The total of an unlabelled counter."""
-        return self._unlabelled().value
+        return self._unlabelled("value").value
 
     def collect(self) -> list[Metric]:
         family = CounterMetricFamily(
@@ -626,7 +629,7 @@ class Gauge(_Family):
     @property
     def value(self) -> int | float:
         """The value of an unlabelled gauge."""
-        return self._unlabelled().value
+        return self._unlabelled("value").value
 
     def collect(self) -> list[Metric]:
         family = GaugeMetricFamily(
@@ -791,16 +794,16 @@ class Histogram(_Family):
     @property
     def count(self) -> int:
         """The number of observations of an unlabelled histogram."""
-        return self._unlabelled().count
+        return self._unlabelled("count").count
 
     @property
     def sum(self) -> float:
         """The sum of observations of an unlabelled histogram."""
-        return self._unlabelled().sum
+        return self._unlabelled("sum").sum
 
     def quantile(self, q: float) -> float:
         """Estimate the ``q`` quantile of an unlabelled histogram."""
-        return self._unlabelled().quantile(q)
+        return self._unlabelled("quantile").quantile(q)
 
     def collect(self) -> list[Metric]:
         family = HistogramMetricFamily(
