@@ -1,0 +1,402 @@
+"""HTTP routes of the ingestion service: apps, events, attributions, stats."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import binascii
+import logging
+import time
+from collections import Counter as Tally
+from dataclasses import dataclass
+
+import msgspec
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
+
+from ingestion.auth import Authenticator, Principal, bearer_token, new_ingest_key
+from ingestion.body import JSON_TYPES, NDJSON_TYPES, media_type, read_limited_body
+from ingestion.events import BatchFormatError, Event, EventError, decode_batch, validate_event
+from ingestion.metrics import UNKNOWN, UNREGISTERED_APP, IngestionMetrics
+from ingestion.model import AppSettings, AppUpdate, StoredApp, format_time, record_to_json
+from ingestion.ratelimit import RateLimits
+from ingestion.stats import StatsBook
+from ingestion.store.base import RecordQuery, Store, StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+EVENTS_ENDPOINT = "/v1/events"
+RETRY_AFTER_UNAVAILABLE = "5"
+MAX_PAGE_SIZE = 1000
+
+_app_settings_decoder = msgspec.json.Decoder(AppSettings)
+_app_update_decoder = msgspec.json.Decoder(AppUpdate)
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass
+class Limits:
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_batch_events: int = 10_000
+
+
+class IngestionService:
+    """The state behind the routes: store, authentication, metrics, stats."""
+
+    def __init__(self, store: Store, admin_token: str, metrics: IngestionMetrics, *, limits: Limits, stats_window_s: int) -> None:
+        self.store = store
+        self.auth = Authenticator(admin_token, store)
+        self.metrics = metrics
+        self.limits = limits
+        self.stats = StatsBook(stats_window_s)
+        self.rate_limits = RateLimits()
+
+
+def json_response(document, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(_encoder.encode(document), status_code=status_code, media_type="application/json", headers=headers)
+
+
+def _principal(request: Request) -> Principal:
+    token = bearer_token(request.headers.get("authorization"))
+    if token is None:
+        raise HTTPException(401, "missing bearer token: send Authorization: Bearer <ingest key or admin token>",
+                            headers={"WWW-Authenticate": "Bearer"})
+    principal = request.app.state.ingestion.auth.identify(token)
+    if principal is None:
+        raise HTTPException(401, "unknown token: use the ingest key returned when the app was registered, or the admin token",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return principal
+
+
+def _require_admin(request: Request) -> None:
+    if not _principal(request).is_admin:
+        raise HTTPException(403, "this operation needs the admin token, not an ingest key")
+
+
+def _app_document(app: StoredApp) -> dict:
+    document = msgspec.to_builtins(app.settings)
+    document["created_at"] = format_time(app.created_at)
+    return document
+
+
+async def _decode_json_body(request: Request, decoder: msgspec.json.Decoder, max_bytes: int = 64 * 1024):
+    body = await read_limited_body(request, max_bytes)
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as error:
+        raise HTTPException(422, _describe_field_error(error)) from None
+    except msgspec.DecodeError as error:
+        raise HTTPException(400, f"body is not valid JSON: {error}") from None
+
+
+def _describe_field_error(error: msgspec.ValidationError) -> str:
+    message = str(error)
+    reason, _, path = message.partition(" - at `")
+    field = path.rstrip("`").removeprefix("$").lstrip(".")
+    if field:
+        return f"{field}: {reason}"
+    return reason
+
+
+router = APIRouter()
+
+
+@router.post("/v1/apps", status_code=201, tags=["apps"], summary="Register an app and issue its ingest key")
+async def create_app(request: Request) -> Response:
+    """Register an app. The response holds its ingest key, shown this one time only."""
+    _require_admin(request)
+    service: IngestionService = request.app.state.ingestion
+    settings = await _decode_json_body(request, _app_settings_decoder)
+    key, key_id, key_hash = new_ingest_key()
+    stored = StoredApp(settings=settings, key_id=key_id, key_hash=key_hash, created_at=time.time())
+    if not await service.store.create_app(stored):
+        raise HTTPException(409, f"app_id: app {settings.app_id!r} is already registered; choose another id or PATCH it")
+    logger.info("app registered", extra={"app_id": settings.app_id, "key_id": key_id})
+    return json_response({"app": _app_document(stored), "ingest_key": key}, 201)
+
+
+@router.get("/v1/apps", tags=["apps"], summary="List registered apps")
+async def list_apps(request: Request) -> Response:
+    _require_admin(request)
+    apps = await request.app.state.ingestion.store.list_apps()
+    return json_response({"items": [_app_document(app) for app in apps], "next_cursor": None})
+
+
+async def _visible_app(request: Request, app_id: str) -> StoredApp:
+    principal = _principal(request)
+    if not principal.is_admin and principal.app_id != app_id:
+        raise HTTPException(403, f"this ingest key belongs to app {principal.app_id!r}, not {app_id!r}")
+    app = await request.app.state.ingestion.store.get_app(app_id)
+    if app is None:
+        raise HTTPException(404, f"app {app_id!r} is not registered")
+    return app
+
+
+@router.get("/v1/apps/{app_id}", tags=["apps"], summary="Show one app")
+async def get_app(request: Request, app_id: str) -> Response:
+    return json_response(_app_document(await _visible_app(request, app_id)))
+
+
+@router.patch("/v1/apps/{app_id}", tags=["apps"], summary="Change an app's platform, windows or rate")
+async def update_app(request: Request, app_id: str) -> Response:
+    _require_admin(request)
+    service: IngestionService = request.app.state.ingestion
+    app = await service.store.get_app(app_id)
+    if app is None:
+        raise HTTPException(404, f"app {app_id!r} is not registered")
+    update = await _decode_json_body(request, _app_update_decoder)
+    changes = {name: value for name, value in msgspec.structs.asdict(update).items() if value is not None}
+    settings = msgspec.structs.replace(app.settings, **changes)
+    updated = msgspec.structs.replace(app, settings=settings)
+    await service.store.replace_app(updated)
+    logger.info("app updated", extra={"app_id": app_id, "fields": sorted(changes)})
+    return json_response(_app_document(updated))
+
+
+@router.delete("/v1/apps/{app_id}", status_code=204, tags=["apps"], summary="Delete an app and revoke its key")
+async def delete_app(request: Request, app_id: str) -> Response:
+    _require_admin(request)
+    service: IngestionService = request.app.state.ingestion
+    if not await service.store.delete_app(app_id):
+        raise HTTPException(404, f"app {app_id!r} is not registered")
+    service.stats.forget(app_id)
+    logger.info("app deleted", extra={"app_id": app_id})
+    return Response(status_code=204)
+
+
+EVENTS_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}},
+            "application/x-ndjson": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+@router.post(EVENTS_ENDPOINT, tags=["events"], summary="Send a batch of events", openapi_extra=EVENTS_OPENAPI)
+async def post_events(request: Request) -> Response:
+    """Judge each event on its own; apply the valid ones; say why the others were rejected."""
+    started = time.perf_counter()
+    service: IngestionService = request.app.state.ingestion
+    principal = _principal(request)
+
+    kind = media_type(request)
+    if kind in NDJSON_TYPES:
+        ndjson = True
+    elif kind in JSON_TYPES:
+        ndjson = False
+    else:
+        raise HTTPException(415, f"Content-Type {kind!r} is not supported; send application/json or application/x-ndjson")
+    body = await read_limited_body(request, service.limits.max_body_bytes)
+    try:
+        events, errors = decode_batch(body, ndjson=ndjson)
+    except BatchFormatError as error:
+        raise HTTPException(400, str(error)) from None
+    if len(events) > service.limits.max_batch_events:
+        raise HTTPException(
+            413, f"batch of {len(events)} events exceeds the limit of {service.limits.max_batch_events}; split it"
+        )
+
+    now = time.time()
+    tally: Tally = Tally()
+    rejected_by_app: Tally = Tally()
+    fallback_app = principal.app_id or UNREGISTERED_APP
+    for error in errors:
+        tally[(fallback_app, UNKNOWN, UNKNOWN, "rejected")] += 1
+        rejected_by_app[fallback_app] += 1
+
+    groups: dict[str, tuple[AppSettings, list[Event]]] = {}
+    store = service.store
+    for index, event in enumerate(events):
+        if event is None:
+            continue
+        stored = store.cached_app(event.app_id)
+        if stored is None:
+            message = f"app_id: app {event.app_id!r} is not registered; register it with POST /v1/apps"
+            label = UNREGISTERED_APP
+        elif principal.app_id is not None and principal.app_id != event.app_id:
+            message = (
+                f"app_id: the ingest key belongs to app {principal.app_id!r}, not {event.app_id!r}; "
+                "send each app's events with its own key"
+            )
+            label = event.app_id
+        else:
+            message = validate_event(event, now, stored.settings.platform)
+            label = event.app_id
+            if message is None:
+                group = groups.get(label)
+                if group is None:
+                    group = groups[label] = (stored.settings, [])
+                group[1].append(event)
+                continue
+        errors.append(EventError(index, event.event_id, message))
+        tally[(label, event.event_type, event.platform or UNKNOWN, "rejected")] += 1
+        rejected_by_app[label] += 1
+
+    for app_id, (settings, accepted_events) in groups.items():
+        wait = service.rate_limits.wait_seconds(app_id, settings.max_events_per_second, len(accepted_events))
+        if wait:
+            raise HTTPException(
+                429,
+                f"app {app_id!r} is over its rate of {settings.max_events_per_second} events per second; "
+                f"retry after {wait:.0f} s",
+                headers={"Retry-After": f"{wait:.0f}"},
+            )
+
+    accepted_total = 0
+    duplicates_total = 0
+    per_app_counts: dict[str, tuple[int, int]] = {}
+    for app_id, (settings, app_events) in groups.items():
+        try:
+            outcome = await store.apply(settings, app_events, now)
+        except StoreUnavailable as error:
+            logger.error("store unavailable", extra={"app_id": app_id, "events": len(app_events), "error": str(error)})
+            raise HTTPException(
+                503, f"the event store is unavailable ({error}); retry later, retries are safe",
+                headers={"Retry-After": RETRY_AFTER_UNAVAILABLE},
+            ) from None
+        duplicates = 0
+        for event, duplicate in zip(app_events, outcome.duplicate_flags):
+            if duplicate:
+                duplicates += 1
+                tally[(app_id, event.event_type, event.platform, "duplicate")] += 1
+            else:
+                tally[(app_id, event.event_type, event.platform, "accepted")] += 1
+        accepted = len(app_events) - duplicates
+        accepted_total += accepted
+        duplicates_total += duplicates
+        per_app_counts[app_id] = (accepted, duplicates)
+        if outcome.records:
+            service.metrics.record_installs(app_id, outcome.records)
+        if outcome.carried:
+            service.metrics.record_carried(app_id, outcome.carried)
+
+    metrics = service.metrics
+    metrics.record_events(tally)
+    elapsed = time.perf_counter() - started
+    total_events = len(events)
+    if total_events:
+        metrics.duration.labels(EVENTS_ENDPOINT).observe(elapsed, count=total_events)
+    latency_ms = elapsed * 1000.0
+    for app_id, (accepted, duplicates) in per_app_counts.items():
+        service.stats.record(app_id, accepted, duplicates, rejected_by_app.pop(app_id, 0), latency_ms, now)
+    for app_id, rejected in rejected_by_app.items():
+        if app_id != UNREGISTERED_APP and store.cached_app(app_id) is not None:
+            service.stats.record(app_id, 0, 0, rejected, latency_ms, now)
+
+    errors.sort(key=lambda error: error.index)
+    return json_response(
+        {"accepted": accepted_total, "duplicates": duplicates_total, "rejected": len(errors), "errors": errors}
+    )
+
+
+def _parse_time(name: str, text: str | None) -> float | None:
+    if text is None or text == "":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        import datetime as dt
+
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise HTTPException(400, f"{name}: {text!r} is not a time; send RFC 3339 with an offset or epoch seconds") from None
+    if moment.tzinfo is None:
+        raise HTTPException(400, f"{name}: {text!r} has no offset; add Z or +HH:MM")
+    return moment.timestamp()
+
+
+def _encode_cursor(app_id: str, seq: int) -> str:
+    return base64.urlsafe_b64encode(f"{seq}:{app_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(app_id: str, cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        seq_text, _, cursor_app = text.partition(":")
+        seq = int(seq_text)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise HTTPException(400, "cursor: not a cursor of this service; pass back next_cursor from the previous page") from None
+    if cursor_app != app_id:
+        raise HTTPException(400, "cursor: belongs to another app_id; keep app_id the same while paging")
+    return seq
+
+
+@router.get("/v1/attributions", tags=["attributions"], summary="List attribution records")
+async def list_attributions(
+    request: Request,
+    app_id: str | None = Query(None, description="app whose records to list; defaults to the ingest key's app"),
+    since: str | None = Query(None, description="install_time at or after this (RFC 3339 or epoch seconds)"),
+    until: str | None = Query(None, description="install_time before this (RFC 3339 or epoch seconds)"),
+    network: str | None = Query(None),
+    status: str | None = Query(None, description="attributed, organic or reinstall"),
+    limit: int = Query(100, ge=1, le=MAX_PAGE_SIZE),
+    cursor: str | None = Query(None, description="next_cursor of the previous page"),
+) -> Response:
+    principal = _principal(request)
+    if app_id is None:
+        if principal.is_admin:
+            raise HTTPException(400, "app_id: missing; the admin token needs app_id=<app> to list records")
+        app_id = principal.app_id
+    await _visible_app(request, app_id)
+    if status is not None and status not in ("attributed", "organic", "reinstall"):
+        raise HTTPException(400, f"status: {status!r} is not one of attributed, organic, reinstall")
+    query = RecordQuery(
+        app_id=app_id,
+        since=_parse_time("since", since),
+        until=_parse_time("until", until),
+        network=network,
+        status=status,
+        limit=limit,
+        after_seq=_decode_cursor(app_id, cursor),
+    )
+    try:
+        records, next_seq = await request.app.state.ingestion.store.list_records(query)
+    except StoreUnavailable as error:
+        raise HTTPException(503, f"the event store is unavailable ({error}); retry later",
+                            headers={"Retry-After": RETRY_AFTER_UNAVAILABLE}) from None
+    return json_response({
+        "items": [record_to_json(record) for record in records],
+        "next_cursor": None if next_seq is None else _encode_cursor(app_id, next_seq),
+    })
+
+
+@router.get("/v1/attributions/{app_id}/{install_event_id}", tags=["attributions"], summary="Show one install's attribution")
+async def get_attribution(request: Request, app_id: str, install_event_id: str) -> Response:
+    await _visible_app(request, app_id)
+    record = await request.app.state.ingestion.store.get_record(app_id, install_event_id)
+    if record is None:
+        raise HTTPException(404, f"no attribution record for install {install_event_id!r} of app {app_id!r}")
+    return json_response(record_to_json(record))
+
+
+@router.get("/v1/stats", tags=["stats"], summary="Per-app event counts and processing-latency percentiles")
+async def stats(request: Request) -> Response:
+    _require_admin(request)
+    service: IngestionService = request.app.state.ingestion
+    now = time.time()
+    app_ids = [app.settings.app_id for app in await service.store.list_apps()]
+    apps = service.stats.document(app_ids, now)
+    for app_id in app_ids:
+        apps[app_id]["revenue"] = [dataclasses.asdict(line) for line in await service.store.revenue(app_id)]
+    return json_response({"generated_at": format_time(now), "window_seconds": service.stats.window_seconds, "apps": apps})
+
+
+def install_routes(app: FastAPI, service: IngestionService) -> None:
+    app.state.ingestion = service
+    app.include_router(router)
+    schema = msgspec.json.schema_components([Event], ref_template="#/components/schemas/{name}")[1]
+
+    original_openapi = app.openapi
+
+    def openapi_with_event_schema():
+        document = original_openapi()
+        document.setdefault("components", {}).setdefault("schemas", {}).update(schema)
+        return document
+
+    app.openapi = openapi_with_event_schema

@@ -1,0 +1,211 @@
+"""The attribution rules, applied to one app's events in arrival order.
+
+The engine holds no state of its own: it reads and writes through an
+``AppView`` that a store backend provides. Each install is judged against the
+touches already seen, in four tiers (referrer, device-id click, fingerprint
+click, device-id impression); the first tier with a candidate that passes the
+click-injection checks wins, and inside a tier the latest touch wins, ties
+going to the touch that arrived last. Because the engine is deterministic,
+the same events in the same order give the same records on every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Protocol
+
+from ingestion.events import Event, device_keys
+from ingestion.model import AppSettings, Record, RejectedTouch, Touch
+
+REASON_CTIT = "ctit_below_minimum"
+REASON_AFTER_BEGIN = "click_after_install_begin"
+
+
+class AppView(Protocol):
+    """What the engine reads and writes for one app; backends implement it."""
+
+    def check_seen(self, event_id: str, now: float) -> bool:
+        """Return True when the id was seen before; otherwise remember it."""
+        ...
+
+    def next_seq(self) -> int: ...
+    def add_touch(self, touch: Touch) -> None: ...
+    def clicks_by_click_id(self, click_id: str) -> Iterable[Touch]: ...
+    def clicks_by_device(self, keys: tuple[str, ...]) -> Iterable[Touch]: ...
+    def clicks_by_fingerprint(self, fingerprint: str) -> Iterable[Touch]: ...
+    def impressions_by_device(self, keys: tuple[str, ...]) -> Iterable[Touch]: ...
+    def first_install(self, keys: tuple[str, ...]) -> Record | None: ...
+    def add_install(self, keys: tuple[str, ...], record: Record) -> None: ...
+    def add_record(self, record: Record) -> None: ...
+    def add_revenue(self, network: str | None, campaign: str | None, currency: str, amount: Decimal) -> None: ...
+    def observe_event_time(self, event_time: float) -> None: ...
+
+
+@dataclass
+class Outcome:
+    """What one call of ``attribute_batch`` did.
+
+    ``duplicate_flags[i]`` is true when ``events[i]`` had been seen before;
+    ``records`` are the attribution records made, in order; ``carried`` are
+    the (network, event_type) pairs that session and in-app events carried.
+    """
+
+    duplicate_flags: list[bool]
+    records: list[Record] = field(default_factory=list)
+    carried: list[tuple[str | None, str]] = field(default_factory=list)
+
+
+def fingerprint_of(event: Event) -> str | None:
+    if event.ip is None or event.user_agent is None:
+        return None
+    return event.ip + "\x1f" + event.user_agent
+
+
+def _latest_first(candidates: Iterable[Touch]) -> list[Touch]:
+    return sorted(candidates, key=lambda touch: (touch.time, touch.seq), reverse=True)
+
+
+def _in_window(touches: Iterable[Touch], install_time: float, window: float) -> list[Touch]:
+    earliest = install_time - window
+    return [touch for touch in touches if touch.alive and earliest <= touch.time <= install_time]
+
+
+def _make_touch(view: AppView, event: Event, keys: tuple[str, ...]) -> Touch:
+    return Touch(
+        view.next_seq(),
+        event.event_id,
+        event.event_type == "click",
+        event.event_time,
+        event.network,
+        event.campaign,
+        event.adgroup,
+        event.creative,
+        event.click_id,
+        keys,
+        fingerprint_of(event),
+    )
+
+
+def _candidate_tiers(app: AppSettings, view: AppView, event: Event, keys: tuple[str, ...]):
+    """Yield (match_type, candidates latest first) for each tier, in order."""
+    install_time = event.event_time
+    if event.referrer_click_id:
+        found = _in_window(view.clicks_by_click_id(event.referrer_click_id), install_time, app.click_window_s)
+        yield "referrer", _latest_first(found)
+    if keys:
+        found = _in_window(view.clicks_by_device(keys), install_time, app.click_window_s)
+        yield "device_id", _latest_first(found)
+    fingerprint = fingerprint_of(event)
+    consent_allows = event.platform != "ios" or event.att_status == "authorized"
+    if fingerprint is not None and consent_allows:
+        found = _in_window(view.clicks_by_fingerprint(fingerprint), install_time, app.fingerprint_window_s)
+        yield "fingerprint", _latest_first(found)
+    if keys:
+        found = _in_window(view.impressions_by_device(keys), install_time, app.impression_window_s)
+        yield "device_id", _latest_first(found)
+
+
+def _attribute_install(app: AppSettings, view: AppView, event: Event, keys: tuple[str, ...]) -> Record:
+    install_time = event.event_time
+    first = view.first_install(keys) if keys else None
+    if first is not None and 0 <= install_time - first.install_time <= app.reinstall_window_s:
+        return Record(
+            install_event_id=event.event_id,
+            app_id=app.app_id,
+            status="reinstall",
+            network=first.network,
+            campaign=first.campaign,
+            adgroup=first.adgroup,
+            creative=first.creative,
+            touch_event_id=first.touch_event_id,
+            touch_type=first.touch_type,
+            match_type=first.match_type,
+            install_time=install_time,
+            touch_time=first.touch_time,
+            ctit_seconds=first.ctit_seconds,
+            seq=view.next_seq(),
+        )
+
+    rejected: list[RejectedTouch] = []
+    rejected_ids: set[str] = set()
+    begin = event.install_begin_time
+    for match_type, candidates in _candidate_tiers(app, view, event, keys):
+        for touch in candidates:
+            if touch.is_click:
+                reason = None
+                if install_time - touch.time < app.ctit_min_s:
+                    reason = REASON_CTIT
+                elif begin is not None and touch.time > begin:
+                    reason = REASON_AFTER_BEGIN
+                if reason is not None:
+                    if touch.event_id not in rejected_ids:
+                        rejected_ids.add(touch.event_id)
+                        rejected.append(RejectedTouch(touch.event_id, reason))
+                    continue
+            record = Record(
+                install_event_id=event.event_id,
+                app_id=app.app_id,
+                status="attributed",
+                network=touch.network,
+                campaign=touch.campaign,
+                adgroup=touch.adgroup,
+                creative=touch.creative,
+                touch_event_id=touch.event_id,
+                touch_type="click" if touch.is_click else "impression",
+                match_type=match_type,
+                install_time=install_time,
+                touch_time=touch.time,
+                ctit_seconds=round(install_time - touch.time, 3),
+                rejected_touches=rejected,
+                seq=view.next_seq(),
+            )
+            if keys:
+                view.add_install(keys, record)
+            return record
+
+    record = Record(
+        install_event_id=event.event_id,
+        app_id=app.app_id,
+        status="organic",
+        install_time=install_time,
+        rejected_touches=rejected,
+        seq=view.next_seq(),
+    )
+    if keys:
+        view.add_install(keys, record)
+    return record
+
+
+def attribute_batch(app: AppSettings, view: AppView, events: list[Event], now: float) -> Outcome:
+    """Apply one app's valid events in order: deduplicate, index touches, attribute installs.
+
+    Every event must have passed ``validate_event``; the caller has checked
+    that each belongs to ``app``.
+    """
+    outcome = Outcome(duplicate_flags=[False] * len(events))
+    flags = outcome.duplicate_flags
+    for index, event in enumerate(events):
+        event_id = event.event_id
+        if view.check_seen(event_id, now):
+            flags[index] = True
+            continue
+        view.observe_event_time(event.event_time)
+        event_type = event.event_type
+
+        if event_type == "click" or event_type == "impression":
+            view.add_touch(_make_touch(view, event, device_keys(event)))
+        elif event_type == "install":
+            record = _attribute_install(app, view, event, device_keys(event))
+            view.add_record(record)
+            outcome.records.append(record)
+        else:
+            keys = device_keys(event)
+            install = view.first_install(keys) if keys else None
+            network = install.network if install is not None else None
+            campaign = install.campaign if install is not None else None
+            outcome.carried.append((network, event_type))
+            if event_type == "in_app" and event.revenue is not None:
+                view.add_revenue(network, campaign, event.currency, event.revenue)
+    return outcome

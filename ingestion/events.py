@@ -1,0 +1,292 @@
+"""The event schema and batch decoding.
+
+A batch is a JSON array of events, an object ``{"events": [...]}``, or NDJSON
+with one event per line. ``decode_batch`` decodes the common case (every event
+valid) with one typed msgspec call; when that fails, it decodes each event on
+its own so that one bad event never sinks its batch, and each rejection names
+the field and the reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import math
+import time
+from decimal import Decimal
+from typing import Annotated, Literal
+
+import msgspec
+
+MAX_FUTURE_SKEW_SECONDS = 300
+MAX_PARAMS_BYTES = 4096
+ZERO_ADVERTISING_ID = "00000000-0000-0000-0000-000000000000"
+DEVICE_ID_FIELDS = ("idfa", "idfv", "gaid", "oaid", "android_id")
+EVENT_TYPES = ("impression", "click", "install", "session", "in_app")
+TOUCH_TYPES = frozenset(("click", "impression"))
+
+Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+ShortText = Annotated[str, msgspec.Meta(max_length=128)]
+DeviceId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Timestamp = Annotated[dt.datetime, msgspec.Meta(tz=True)] | float
+Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
+
+
+class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One event as clients send it; unknown fields are ignored.
+
+    After ``validate_event`` has run, ``event_time`` and ``install_begin_time``
+    are epoch seconds (float) and ``platform`` is set.
+    """
+
+    event_id: Identifier
+    app_id: Identifier
+    event_type: Literal["impression", "click", "install", "session", "in_app"]
+    event_time: Timestamp | None = None
+    platform: Literal["ios", "android", "web"] | None = None
+    idfa: DeviceId | None = None
+    idfv: DeviceId | None = None
+    gaid: DeviceId | None = None
+    oaid: DeviceId | None = None
+    android_id: DeviceId | None = None
+    ip: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    user_agent: Annotated[str, msgspec.Meta(max_length=512)] | None = None
+    att_status: Literal["authorized", "denied", "restricted", "not_determined"] | None = None
+    network: ShortText | None = None
+    campaign: ShortText | None = None
+    adgroup: ShortText | None = None
+    creative: ShortText | None = None
+    click_id: ShortText | None = None
+    referrer_click_id: ShortText | None = None
+    install_begin_time: Timestamp | None = None
+    event_name: ShortText | None = None
+    revenue: Decimal | None = None
+    currency: Currency | None = None
+    params: dict | None = None
+
+
+class BatchFormatError(ValueError):
+    """The body is not a batch at all (HTTP 400); nothing in it is applied."""
+
+
+class EventError(msgspec.Struct):
+    """Why one event of a batch was rejected."""
+
+    index: int
+    event_id: str | None
+    error: str
+
+
+# What to do about a bad value, by field, appended to the decoder's reason.
+FIELD_HINTS = {
+    "event_id": "send a string of 1 to 128 characters, unique per app",
+    "app_id": "send the registered app's id, 1 to 128 characters",
+    "event_type": "use one of impression, click, install, session, in_app",
+    "event_time": "send RFC 3339 with an offset (2024-05-01T12:00:00Z) or epoch seconds as a number",
+    "install_begin_time": "send RFC 3339 with an offset or epoch seconds as a number",
+    "platform": "use one of ios, android, web",
+    "att_status": "use one of authorized, denied, restricted, not_determined",
+    "user_agent": "send at most 512 characters",
+    "revenue": "send a decimal as a string (\"4.99\") or a number",
+    "currency": "send an ISO 4217 code of three capital letters, such as USD",
+    "params": "send a JSON object",
+}
+
+_event_decoder = msgspec.json.Decoder(Event)
+_array_decoder = msgspec.json.Decoder(list[Event])
+_raw_array_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+class _Envelope(msgspec.Struct):
+    events: list[msgspec.Raw]
+
+
+_envelope_decoder = msgspec.json.Decoder(_Envelope)
+_params_encoder = msgspec.json.Encoder()
+
+
+def describe_decode_error(error: msgspec.ValidationError) -> str:
+    """Turn msgspec's "Reason - at `$.field`" into "field: reason; fix"."""
+    message = str(error)
+    reason, _, path = message.partition(" - at `")
+    path = path.rstrip("`")
+    field = path.removeprefix("$").lstrip(".")
+    if field.startswith("[") and "]." in field:
+        field = field.split("].", 1)[1]
+    if not field:
+        missing_prefix = "Object missing required field `"
+        if reason.startswith(missing_prefix):
+            name = reason[len(missing_prefix) :].rstrip("`")
+            return f"{name}: missing required field"
+        return f"event: {reason}; send a JSON object with event_id, app_id and event_type"
+    top_field = field.split(".", 1)[0].split("[", 1)[0]
+    hint = FIELD_HINTS.get(top_field)
+    return f"{field}: {reason}" + (f"; {hint}" if hint else "")
+
+
+def _event_id_of(raw: bytes) -> str | None:
+    try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    if isinstance(value, dict) and isinstance(value.get("event_id"), str):
+        return value["event_id"][:128]
+    return None
+
+
+def _decode_each(raw_events: list[msgspec.Raw] | list[bytes]) -> tuple[list[Event | None], list[EventError]]:
+    events: list[Event | None] = []
+    errors: list[EventError] = []
+    for index, raw in enumerate(raw_events):
+        try:
+            events.append(_event_decoder.decode(raw))
+        except msgspec.ValidationError as error:
+            events.append(None)
+            errors.append(EventError(index, _event_id_of(bytes(raw)), describe_decode_error(error)))
+        except msgspec.DecodeError as error:
+            events.append(None)
+            errors.append(EventError(index, None, f"event: not valid JSON ({error}); send one JSON object per line"))
+    return events, errors
+
+
+def decode_batch(body: bytes, *, ndjson: bool) -> tuple[list[Event | None], list[EventError]]:
+    """Decode a request body into events, with ``None`` where an event is invalid.
+
+    Raises ``BatchFormatError`` when the body is not a batch in any of the
+    three forms.
+    """
+    if ndjson:
+        lines = [line for line in body.split(b"\n") if line.strip()]
+        return _decode_each(lines)
+
+    stripped = body.lstrip()
+    if stripped.startswith(b"["):
+        try:
+            return list(_array_decoder.decode(body)), []
+        except msgspec.ValidationError:
+            pass
+        except msgspec.DecodeError as error:
+            raise BatchFormatError(f"body is not valid JSON: {error}") from None
+        try:
+            raw_events = _raw_array_decoder.decode(body)
+        except msgspec.DecodeError as error:
+            raise BatchFormatError(f"body is not a JSON array of events: {error}") from None
+        return _decode_each(raw_events)
+
+    if stripped.startswith(b"{"):
+        try:
+            envelope = _envelope_decoder.decode(body)
+        except msgspec.ValidationError as error:
+            raise BatchFormatError(
+                f"body is a JSON object without a valid \"events\" array ({error}); "
+                "send {\"events\": [...]}, a JSON array, or NDJSON"
+            ) from None
+        except msgspec.DecodeError as error:
+            raise BatchFormatError(f"body is not valid JSON: {error}") from None
+        return _decode_each(envelope.events)
+
+    raise BatchFormatError(
+        "body is not a batch: send a JSON array of events, {\"events\": [...]}, "
+        "or NDJSON with Content-Type: application/x-ndjson"
+    )
+
+
+def _to_epoch(value: dt.datetime | float) -> float:
+    if isinstance(value, dt.datetime):
+        return value.timestamp()
+    return float(value)
+
+
+class _IpCache:
+    """Validated IP texts, so that a repeated address is parsed once."""
+
+    MAX_ENTRIES = 100_000
+
+    def __init__(self) -> None:
+        self.valid: set[str] = set()
+
+    def is_valid(self, text: str) -> bool:
+        if text in self.valid:
+            return True
+        try:
+            ipaddress.ip_address(text)
+        except ValueError:
+            return False
+        if len(self.valid) >= self.MAX_ENTRIES:
+            self.valid.clear()
+        self.valid.add(text)
+        return True
+
+
+_ip_cache = _IpCache()
+
+
+def validate_event(event: Event, now: float, default_platform: str) -> str | None:
+    """Check the rules the schema cannot express and normalize the event.
+
+    Returns the error message, or ``None`` when the event is valid; a valid
+    event has epoch-second times, a platform, and no all-zero advertising ids.
+    """
+    event_type = event.event_type
+    if event.event_time is None:
+        event.event_time = now
+    else:
+        seconds = _to_epoch(event.event_time)
+        if not math.isfinite(seconds) or seconds < 0:
+            return "event_time: must be a finite, non-negative epoch time; send RFC 3339 or epoch seconds"
+        if seconds > now + MAX_FUTURE_SKEW_SECONDS:
+            return (
+                f"event_time: {seconds - now:.0f} s ahead of the server clock, more than the "
+                f"{MAX_FUTURE_SKEW_SECONDS} s allowed; check the sending device's clock"
+            )
+        event.event_time = seconds
+    if event.platform is None:
+        event.platform = default_platform
+
+    if event_type in TOUCH_TYPES:
+        if not event.network:
+            return f"network: required on {event_type} events; send the ad network's name"
+    elif event_type == "install":
+        if event.install_begin_time is not None:
+            begin = _to_epoch(event.install_begin_time)
+            if not math.isfinite(begin) or begin < 0:
+                return "install_begin_time: must be a finite, non-negative epoch time"
+            event.install_begin_time = begin
+    elif event_type == "in_app":
+        if not event.event_name:
+            return "event_name: required on in_app events; send the in-app event's name, such as purchase"
+        if event.revenue is not None:
+            if not event.revenue.is_finite():
+                return "revenue: must be a finite decimal; send a value such as \"4.99\""
+            if event.currency is None:
+                return "currency: required when revenue is sent; send an ISO 4217 code such as USD"
+
+    if event.idfa == ZERO_ADVERTISING_ID:
+        event.idfa = None
+    if event.gaid == ZERO_ADVERTISING_ID:
+        event.gaid = None
+    if event.ip is not None and not _ip_cache.is_valid(event.ip):
+        return f"ip: {event.ip!r} is not an IPv4 or IPv6 address"
+    if event.params is not None and len(_params_encoder.encode(event.params)) > MAX_PARAMS_BYTES:
+        return f"params: larger than {MAX_PARAMS_BYTES} bytes once encoded; send fewer or shorter values"
+    return None
+
+
+def device_keys(event: Event) -> tuple[str, ...]:
+    """Return the event's device identifiers, each prefixed with its kind."""
+    keys = []
+    if event.idfa is not None:
+        keys.append("idfa:" + event.idfa)
+    if event.idfv is not None:
+        keys.append("idfv:" + event.idfv)
+    if event.gaid is not None:
+        keys.append("gaid:" + event.gaid)
+    if event.oaid is not None:
+        keys.append("oaid:" + event.oaid)
+    if event.android_id is not None:
+        keys.append("android_id:" + event.android_id)
+    return tuple(keys)
+
+
+def receipt_time() -> float:
+    return time.time()

@@ -1,0 +1,119 @@
+"""``unmogrowp ingestion``: options, wiring and start of the ingestion service."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from exporters.metrics import Registry
+from ingestion.api import IngestionService, Limits, install_routes
+from ingestion.metrics import IngestionMetrics
+from ingestion.store.base import Store
+from ingestion.store.memory import MemoryLimits, MemoryStore
+from services.app import create_app
+from services.config import ConfigError, default_data_dir, env_default, port_number, positive_int, resolve_admin_token
+from services.logging import configure_logging
+from services.server import serve
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = "ingestion"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=env_default("UNMOGROWP_INGESTION_HOST", "127.0.0.1"),
+                        help="address to listen on (environment: UNMOGROWP_INGESTION_HOST)")
+    parser.add_argument("--port", type=port_number, default=int(env_default("UNMOGROWP_INGESTION_PORT", "8081")),
+                        help="TCP port to listen on (environment: UNMOGROWP_INGESTION_PORT)")
+    parser.add_argument("--data-dir", type=Path, default=default_data_dir() / "ingestion",
+                        help="folder of the embedded store's journal, snapshot and apps")
+    parser.add_argument("--store", default=env_default("UNMOGROWP_STORE", "memory"),
+                        help="memory (embedded, kept under --data-dir), redis://HOST:PORT/DB, "
+                        "or redis+cluster://HOST:PORT[,HOST:PORT...] (environment: UNMOGROWP_STORE)")
+    parser.add_argument("--workers", type=positive_int, default=1,
+                        help="worker processes behind the port; more than 1 needs a Redis store")
+    parser.add_argument("--max-body-bytes", type=positive_int, default=10 * 1024 * 1024,
+                        help="largest request body accepted, in bytes after gzip decompression")
+    parser.add_argument("--max-batch-events", type=positive_int, default=10_000, help="most events accepted in one request")
+    parser.add_argument("--dedup-horizon", type=positive_int, default=7 * 86400,
+                        help="seconds an event id is remembered for duplicate detection")
+    parser.add_argument("--max-dedup-entries", type=positive_int, default=10_000_000,
+                        help="event ids remembered across all apps; past it the oldest are forgotten")
+    parser.add_argument("--max-touches", type=positive_int, default=5_000_000,
+                        help="clicks and impressions kept across all apps; past it the oldest are evicted")
+    parser.add_argument("--max-installs", type=positive_int, default=5_000_000,
+                        help="installs kept for reinstall detection across all apps; past it the oldest are evicted")
+    parser.add_argument("--max-records", type=positive_int, default=5_000_000,
+                        help="attribution records kept across all apps; past it the oldest are evicted")
+    parser.add_argument("--late-arrival", type=positive_int, default=86400,
+                        help="seconds a touch is kept past its window, for events that arrive late")
+    parser.add_argument("--fsync-interval", type=float, default=1.0,
+                        help="seconds between fsync calls on the journal: what a power loss can lose")
+    parser.add_argument("--stats-window", type=positive_int, default=300,
+                        help="seconds of history behind the latency percentiles of /v1/stats")
+    parser.add_argument("--max-networks-per-app", type=positive_int, default=100,
+                        help="distinct network label values per app in metrics; later ones count as _other")
+    parser.add_argument("--log-level", default=env_default("UNMOGROWP_LOG_LEVEL", "INFO"),
+                        help="debug, info, warning or error")
+
+
+def build_store(args: argparse.Namespace) -> Store:
+    if args.store != "memory":
+        raise ConfigError(f"--store {args.store!r} is not supported by this build; use memory")
+    limits = MemoryLimits(
+        max_touches=args.max_touches,
+        max_installs=args.max_installs,
+        max_records=args.max_records,
+        max_dedup_entries=args.max_dedup_entries,
+        dedup_horizon_s=args.dedup_horizon,
+        late_arrival_s=args.late_arrival,
+    )
+    return MemoryStore(args.data_dir, limits=limits, fsync_interval=args.fsync_interval)
+
+
+def build_app(args: argparse.Namespace, admin_token: str):
+    store = build_store(args)
+    registry = Registry()
+    metrics = IngestionMetrics(registry, store, max_networks_per_app=args.max_networks_per_app)
+    service = IngestionService(
+        store,
+        admin_token,
+        metrics,
+        limits=Limits(max_body_bytes=args.max_body_bytes, max_batch_events=args.max_batch_events),
+        stats_window_s=args.stats_window,
+    )
+
+    async def readiness() -> dict[str, bool]:
+        return {"store": await store.ready()}
+
+    app = create_app(
+        title="UnMoGrowP ingestion",
+        service=SERVICE_NAME,
+        registry=registry,
+        readiness=readiness,
+        startup=[store.start],
+        shutdown=[store.stop],
+        description="Takes ad clicks, impressions, installs and in-app events, and attributes each install.",
+    )
+    install_routes(app, service)
+    return app, metrics
+
+
+def run(args: argparse.Namespace) -> int:
+    configure_logging(SERVICE_NAME, args.log_level)
+    try:
+        if args.workers > 1 and args.store == "memory":
+            raise ConfigError(
+                f"--workers {args.workers} needs a shared store: the embedded store lives in one process. "
+                "Use --workers 1, or --store redis://HOST:PORT/DB"
+            )
+        admin_token, source = resolve_admin_token(default_data_dir())
+        app, metrics = build_app(args, admin_token)
+    except ConfigError as error:
+        print(f"unmogrowp ingestion: {error}", file=sys.stderr)
+        return 2
+    logger.info("admin token loaded", extra={"source": source})
+    serve(app, host=args.host, port=args.port, on_connection_change=metrics.change_connections)
+    return 0

@@ -1,0 +1,584 @@
+"""The embedded store: everything in this process, saved under ``--data-dir``.
+
+State lives in dictionaries. Every accepted batch is appended to a journal
+before its request is answered; a graceful stop writes a snapshot and empties
+the journal; a start loads the snapshot and replays the journal through the
+same engine, so a restarted service attributes as if it had never stopped.
+
+Memory is bounded three ways:
+
+* touches expire once the app's newest event time has passed their window
+  plus ``late_arrival_s``; installs expire the same way after the reinstall
+  window; event times, not the wall clock, drive this so a replay of old logs
+  behaves like live traffic;
+* the duplicate filter forgets an event id ``dedup_horizon_s`` seconds after
+  it was received;
+* each kind has a maximum entry count across all apps; past it the oldest
+  entries are evicted and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import msgspec
+
+from ingestion.engine import Outcome, attribute_batch
+from ingestion.events import Event
+from ingestion.model import AppSettings, Record, StoredApp, Touch
+from ingestion.store.base import RecordQuery, RevenueLine, Store, StoreUnavailable
+from ingestion.store.journal import Journal, JournalError, read_frames
+
+logger = logging.getLogger(__name__)
+
+HOUR = 3600
+OTHER_LABEL = "_other"
+MAX_REVENUE_LINES_PER_APP = 10_000
+SNAPSHOT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class MemoryLimits:
+    """Bounds of the embedded store; counts are totals across all apps."""
+
+    max_touches: int = 5_000_000
+    max_installs: int = 5_000_000
+    max_records: int = 5_000_000
+    max_dedup_entries: int = 10_000_000
+    dedup_horizon_s: float = 7 * 86400
+    late_arrival_s: float = 86400
+
+
+def _discard(items: list, item) -> None:
+    for index, candidate in enumerate(items):
+        if candidate is item:
+            del items[index]
+            return
+
+
+def _remove_from_index(index: dict, key, item) -> None:
+    items = index.get(key)
+    if items is None:
+        return
+    _discard(items, item)
+    if not items:
+        del index[key]
+
+
+class AppState:
+    """One app's touches, installs, records and revenue; the engine's view."""
+
+    def __init__(self, store: "MemoryStore", app_id: str, code: int) -> None:
+        self.store = store
+        self.app_id = app_id
+        self.prefix = f"{code}\x1f"
+        self.watermark = 0.0
+        self.by_click_id: dict[str, list[Touch]] = {}
+        self.clicks_by_device_key: dict[str, list[Touch]] = {}
+        self.clicks_by_fingerprint_key: dict[str, list[Touch]] = {}
+        self.impressions_by_device_key: dict[str, list[Touch]] = {}
+        self.touch_buckets: dict[int, list[Touch]] = {}
+        self.touch_bucket_heap: list[int] = []
+        self.installs: dict[str, Record] = {}
+        self.install_buckets: dict[int, list[tuple[tuple[str, ...], Record]]] = {}
+        self.install_bucket_heap: list[int] = []
+        self.records: dict[str, Record] = {}
+        self.record_list: list[Record] = []
+        self.record_start = 0
+        self.revenue: dict[tuple[str | None, str | None, str], list] = {}
+        self.settings: AppSettings | None = None
+
+    # AppView ------------------------------------------------------------
+
+    def check_seen(self, event_id: str, now: float) -> bool:
+        key = self.prefix + event_id
+        seen = self.store.seen
+        if key in seen:
+            return True
+        seen[key] = now
+        return False
+
+    def next_seq(self) -> int:
+        self.store.seq += 1
+        return self.store.seq
+
+    def observe_event_time(self, event_time: float) -> None:
+        if event_time > self.watermark:
+            self.watermark = event_time
+
+    def add_touch(self, touch: Touch) -> None:
+        if touch.is_click:
+            if touch.click_id is not None:
+                self.by_click_id.setdefault(touch.click_id, []).append(touch)
+            for key in touch.device_keys:
+                self.clicks_by_device_key.setdefault(key, []).append(touch)
+            if touch.fingerprint is not None:
+                self.clicks_by_fingerprint_key.setdefault(touch.fingerprint, []).append(touch)
+            horizon = self._click_horizon()
+        else:
+            for key in touch.device_keys:
+                self.impressions_by_device_key.setdefault(key, []).append(touch)
+            horizon = self.settings.impression_window_s + self.store.limits.late_arrival_s
+        bucket = int((touch.time + horizon) // HOUR) + 1
+        members = self.touch_buckets.get(bucket)
+        if members is None:
+            members = self.touch_buckets[bucket] = []
+            heapq.heappush(self.touch_bucket_heap, bucket)
+        members.append(touch)
+        self.store.touch_order[touch.seq] = (self, touch)
+
+    def clicks_by_click_id(self, click_id: str) -> Iterable[Touch]:
+        return self.by_click_id.get(click_id, ())
+
+    def clicks_by_device(self, keys: tuple[str, ...]) -> Iterable[Touch]:
+        return self._union(self.clicks_by_device_key, keys)
+
+    def clicks_by_fingerprint(self, fingerprint: str) -> Iterable[Touch]:
+        return self.clicks_by_fingerprint_key.get(fingerprint, ())
+
+    def impressions_by_device(self, keys: tuple[str, ...]) -> Iterable[Touch]:
+        return self._union(self.impressions_by_device_key, keys)
+
+    def first_install(self, keys: tuple[str, ...]) -> Record | None:
+        found = None
+        for key in keys:
+            record = self.installs.get(key)
+            if record is not None and (found is None or record.install_time < found.install_time):
+                found = record
+        return found
+
+    def add_install(self, keys: tuple[str, ...], record: Record) -> None:
+        for key in keys:
+            self.installs[key] = record
+        horizon = self.settings.reinstall_window_s + self.store.limits.late_arrival_s
+        bucket = int((record.install_time + horizon) // HOUR) + 1
+        members = self.install_buckets.get(bucket)
+        if members is None:
+            members = self.install_buckets[bucket] = []
+            heapq.heappush(self.install_bucket_heap, bucket)
+        members.append((keys, record))
+        self.store.install_order.append((self, keys, record))
+
+    def add_record(self, record: Record) -> None:
+        self.records[record.install_event_id] = record
+        self.record_list.append(record)
+        self.store.record_order.append(self)
+
+    def add_revenue(self, network: str | None, campaign: str | None, currency: str, amount: Decimal) -> None:
+        key = (network, campaign, currency)
+        line = self.revenue.get(key)
+        if line is None:
+            if len(self.revenue) >= MAX_REVENUE_LINES_PER_APP:
+                key = (OTHER_LABEL, None, currency)
+                line = self.revenue.get(key)
+            if line is None:
+                line = self.revenue[key] = [Decimal(0), 0]
+        line[0] += amount
+        line[1] += 1
+
+    # Helpers ------------------------------------------------------------
+
+    def _click_horizon(self) -> float:
+        settings = self.settings
+        return max(settings.click_window_s, settings.fingerprint_window_s) + self.store.limits.late_arrival_s
+
+    @staticmethod
+    def _union(index: dict[str, list[Touch]], keys: tuple[str, ...]) -> Iterable[Touch]:
+        if len(keys) == 1:
+            return index.get(keys[0], ())
+        found: dict[int, Touch] = {}
+        for key in keys:
+            for touch in index.get(key, ()):
+                found[touch.seq] = touch
+        return found.values()
+
+    def remove_touch(self, touch: Touch) -> None:
+        touch.alive = False
+        if touch.is_click:
+            if touch.click_id is not None:
+                _remove_from_index(self.by_click_id, touch.click_id, touch)
+            for key in touch.device_keys:
+                _remove_from_index(self.clicks_by_device_key, key, touch)
+            if touch.fingerprint is not None:
+                _remove_from_index(self.clicks_by_fingerprint_key, touch.fingerprint, touch)
+        else:
+            for key in touch.device_keys:
+                _remove_from_index(self.impressions_by_device_key, key, touch)
+        self.store.touch_order.pop(touch.seq, None)
+
+    def remove_install(self, keys: tuple[str, ...], record: Record) -> bool:
+        removed = False
+        for key in keys:
+            if self.installs.get(key) is record:
+                del self.installs[key]
+                removed = True
+        return removed
+
+    def expire(self) -> tuple[int, int]:
+        """Drop touches and installs whose windows the watermark has passed."""
+        current = int(self.watermark // HOUR)
+        touches = 0
+        while self.touch_bucket_heap and self.touch_bucket_heap[0] <= current:
+            bucket = heapq.heappop(self.touch_bucket_heap)
+            for touch in self.touch_buckets.pop(bucket, ()):
+                if touch.alive:
+                    self.remove_touch(touch)
+                    touches += 1
+        installs = 0
+        while self.install_bucket_heap and self.install_bucket_heap[0] <= current:
+            bucket = heapq.heappop(self.install_bucket_heap)
+            for keys, record in self.install_buckets.pop(bucket, ()):
+                if self.remove_install(keys, record):
+                    installs += 1
+        return touches, installs
+
+    def evict_oldest_record(self) -> None:
+        record = self.record_list[self.record_start]
+        self.record_list[self.record_start] = None  # type: ignore[call-overload]
+        self.record_start += 1
+        if self.records.get(record.install_event_id) is record:
+            del self.records[record.install_event_id]
+        if self.record_start > 1024 and self.record_start * 2 > len(self.record_list):
+            del self.record_list[: self.record_start]
+            self.record_start = 0
+
+    def live_records(self) -> list[Record]:
+        return self.record_list[self.record_start :]
+
+
+class AppSnapshot(msgspec.Struct, array_like=True):
+    app_id: str
+    watermark: float
+    touches: list[Touch]
+    installs: list[tuple[tuple[str, ...], Record]]
+    records: list[Record]
+    revenue: list[tuple[str | None, str | None, str, Decimal, int]]
+
+
+class Snapshot(msgspec.Struct):
+    version: int
+    seq: int
+    seen: list[tuple[str, float]]
+    apps: list[AppSnapshot]
+
+
+class JournalEntry(msgspec.Struct, array_like=True):
+    app_id: str
+    now: float
+    events: list[Event]
+
+
+class AppsFile(msgspec.Struct):
+    apps: list[StoredApp]
+
+
+class MemoryStore(Store):
+    """All state in this process, persisted in ``data_dir``."""
+
+    def __init__(self, data_dir: Path, *, limits: MemoryLimits | None = None, fsync_interval: float = 1.0) -> None:
+        self.data_dir = data_dir
+        self.limits = limits or MemoryLimits()
+        self.fsync_interval = fsync_interval
+        self.apps: dict[str, StoredApp] = {}
+        self.apps_by_key_id: dict[str, StoredApp] = {}
+        self.states: dict[str, AppState] = {}
+        self.seen: dict[str, float] = {}
+        self.seq = 0
+        self.touch_order: dict[int, tuple[AppState, Touch]] = {}
+        self.install_order: deque[tuple[AppState, tuple[str, ...], Record]] = deque()
+        self.record_order: deque[AppState] = deque()
+        self.evicted = {"touch": 0, "install": 0, "record": 0, "dedup": 0}
+        self.expired = {"touch": 0, "install": 0, "dedup": 0}
+        self.journal: Journal | None = None
+        self._journal_encoder = msgspec.msgpack.Encoder()
+        self._journal_decoder = msgspec.msgpack.Decoder(JournalEntry)
+        self._app_codes = 0
+        self._apps_lock = asyncio.Lock()
+
+    # Paths --------------------------------------------------------------
+
+    @property
+    def apps_path(self) -> Path:
+        return self.data_dir / "apps.msgpack"
+
+    @property
+    def snapshot_path(self) -> Path:
+        return self.data_dir / "snapshot.msgpack"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.data_dir / "journal.bin"
+
+    # Lifecycle ----------------------------------------------------------
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.data_dir.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(self._load)
+        self.journal = Journal(self.journal_path, fsync_interval=self.fsync_interval)
+        self.journal.open()
+
+    async def stop(self) -> None:
+        if self.journal is not None:
+            await asyncio.to_thread(self.journal.close)
+            self.journal = None
+        await asyncio.to_thread(self._save_snapshot)
+
+    async def ready(self) -> bool:
+        return self.journal is not None
+
+    def _load(self) -> None:
+        started = time.monotonic()
+        if self.apps_path.exists():
+            saved = msgspec.msgpack.decode(self.apps_path.read_bytes(), type=AppsFile)
+            for app in saved.apps:
+                self._index_app(app)
+        if self.snapshot_path.exists():
+            self._restore_snapshot(msgspec.msgpack.decode(self.snapshot_path.read_bytes(), type=Snapshot))
+        replayed = 0
+        for frame in read_frames(self.journal_path):
+            entry = self._journal_decoder.decode(frame)
+            stored = self.apps.get(entry.app_id)
+            if stored is None:
+                continue
+            self._apply_now(stored.settings, entry.events, entry.now)
+            replayed += len(entry.events)
+        if replayed:
+            # Fold the replayed journal into a snapshot so the next start is quick.
+            self._save_snapshot()
+        logger.info(
+            "store loaded",
+            extra={
+                "apps": len(self.apps),
+                "journal_events_replayed": replayed,
+                "records": sum(len(state.records) for state in self.states.values()),
+                "seconds": round(time.monotonic() - started, 3),
+            },
+        )
+
+    def _save_snapshot(self) -> None:
+        snapshot = Snapshot(
+            version=SNAPSHOT_VERSION,
+            seq=self.seq,
+            seen=list(self.seen.items()),
+            apps=[
+                AppSnapshot(
+                    app_id=state.app_id,
+                    watermark=state.watermark,
+                    touches=[touch for _state, touch in self.touch_order.values() if _state is state],
+                    installs=[(keys, record) for app, keys, record in self.install_order if app is state and any(state.installs.get(k) is record for k in keys)],
+                    records=state.live_records(),
+                    revenue=[(n, c, cur, line[0], line[1]) for (n, c, cur), line in state.revenue.items()],
+                )
+                for state in self.states.values()
+            ],
+        )
+        _write_atomically(self.snapshot_path, msgspec.msgpack.encode(snapshot))
+        # The snapshot now holds everything the journal held.
+        with open(self.journal_path, "wb"):
+            pass
+        logger.info("snapshot written", extra={"path": str(self.snapshot_path), "seq": self.seq})
+
+    def _restore_snapshot(self, snapshot: Snapshot) -> None:
+        self.seq = snapshot.seq
+        self.seen = dict(snapshot.seen)
+        touches: list[tuple[AppState, Touch]] = []
+        for saved in snapshot.apps:
+            state = self._state_for(saved.app_id)
+            state.watermark = saved.watermark
+            if state.settings is None:
+                continue
+            touches.extend((state, touch) for touch in saved.touches)
+            for keys, record in saved.installs:
+                state.add_install(keys, record)
+            for record in saved.records:
+                state.add_record(record)
+            for network, campaign, currency, amount, count in saved.revenue:
+                state.revenue[(network, campaign, currency)] = [amount, count]
+        # Restore touches in arrival order across apps so eviction stays oldest-first.
+        touches.sort(key=lambda pair: pair[1].seq)
+        for state, touch in touches:
+            state.add_touch(touch)
+
+    # Apps ---------------------------------------------------------------
+
+    def _index_app(self, app: StoredApp) -> None:
+        previous = self.apps.get(app.settings.app_id)
+        if previous is not None:
+            self.apps_by_key_id.pop(previous.key_id, None)
+        self.apps[app.settings.app_id] = app
+        self.apps_by_key_id[app.key_id] = app
+        self._state_for(app.settings.app_id).settings = app.settings
+
+    def _state_for(self, app_id: str) -> AppState:
+        state = self.states.get(app_id)
+        if state is None:
+            self._app_codes += 1
+            state = self.states[app_id] = AppState(self, app_id, self._app_codes)
+        return state
+
+    async def _save_apps(self) -> None:
+        data = msgspec.msgpack.encode(AppsFile(apps=list(self.apps.values())))
+        await asyncio.to_thread(_write_atomically, self.apps_path, data)
+
+    async def create_app(self, app: StoredApp) -> bool:
+        async with self._apps_lock:
+            if app.settings.app_id in self.apps:
+                return False
+            self._index_app(app)
+            await self._save_apps()
+            return True
+
+    async def get_app(self, app_id: str) -> StoredApp | None:
+        return self.apps.get(app_id)
+
+    async def list_apps(self) -> list[StoredApp]:
+        return sorted(self.apps.values(), key=lambda app: app.settings.app_id)
+
+    async def replace_app(self, app: StoredApp) -> None:
+        async with self._apps_lock:
+            self._index_app(app)
+            await self._save_apps()
+
+    async def delete_app(self, app_id: str) -> bool:
+        async with self._apps_lock:
+            app = self.apps.pop(app_id, None)
+            if app is None:
+                return False
+            self.apps_by_key_id.pop(app.key_id, None)
+            await self._save_apps()
+            return True
+
+    def app_by_key_id(self, key_id: str) -> StoredApp | None:
+        return self.apps_by_key_id.get(key_id)
+
+    def cached_app(self, app_id: str) -> StoredApp | None:
+        return self.apps.get(app_id)
+
+    # Events -------------------------------------------------------------
+
+    async def apply(self, app: AppSettings, events: list[Event], now: float) -> Outcome:
+        journal = self.journal
+        if journal is None:
+            raise StoreUnavailable("the embedded store is not open")
+        outcome = self._apply_now(app, events, now)
+        accepted = [event for event, duplicate in zip(events, outcome.duplicate_flags) if not duplicate]
+        if accepted:
+            payload = self._journal_encoder.encode(JournalEntry(app.app_id, now, accepted))
+            try:
+                await journal.append(payload)
+            except JournalError as error:
+                raise StoreUnavailable(str(error)) from error
+        return outcome
+
+    def _apply_now(self, app: AppSettings, events: list[Event], now: float) -> Outcome:
+        state = self._state_for(app.app_id)
+        state.settings = app
+        outcome = attribute_batch(app, state, events, now)
+        self._enforce_bounds(state, now)
+        return outcome
+
+    def _enforce_bounds(self, state: AppState, now: float) -> None:
+        touches, installs = state.expire()
+        self.expired["touch"] += touches
+        self.expired["install"] += installs
+
+        seen = self.seen
+        horizon = now - self.limits.dedup_horizon_s
+        while seen:
+            oldest_key = next(iter(seen))
+            if seen[oldest_key] >= horizon:
+                break
+            del seen[oldest_key]
+            self.expired["dedup"] += 1
+        while len(seen) > self.limits.max_dedup_entries:
+            del seen[next(iter(seen))]
+            self.evicted["dedup"] += 1
+
+        while len(self.touch_order) > self.limits.max_touches:
+            owner, touch = self.touch_order[next(iter(self.touch_order))]
+            owner.remove_touch(touch)
+            self.evicted["touch"] += 1
+
+        while len(self.install_order) > self.limits.max_installs:
+            owner, keys, record = self.install_order.popleft()
+            if owner.remove_install(keys, record):
+                self.evicted["install"] += 1
+
+        while len(self.record_order) > self.limits.max_records:
+            self.record_order.popleft().evict_oldest_record()
+            self.evicted["record"] += 1
+
+    # Records ------------------------------------------------------------
+
+    async def list_records(self, query: RecordQuery) -> tuple[list[Record], int | None]:
+        state = self.states.get(query.app_id)
+        if state is None:
+            return [], None
+        live = state.live_records()
+        start = _first_after(live, query.after_seq)
+        found: list[Record] = []
+        for position in range(start, len(live)):
+            record = live[position]
+            if query.since is not None and record.install_time < query.since:
+                continue
+            if query.until is not None and record.install_time >= query.until:
+                continue
+            if query.network is not None and record.network != query.network:
+                continue
+            if query.status is not None and record.status != query.status:
+                continue
+            found.append(record)
+            if len(found) == query.limit:
+                more = position + 1 < len(live)
+                return found, record.seq if more else None
+        return found, None
+
+    async def get_record(self, app_id: str, install_event_id: str) -> Record | None:
+        state = self.states.get(app_id)
+        return None if state is None else state.records.get(install_event_id)
+
+    async def revenue(self, app_id: str) -> list[RevenueLine]:
+        state = self.states.get(app_id)
+        if state is None:
+            return []
+        return [
+            RevenueLine(network, campaign, currency, str(line[0]), line[1])
+            for (network, campaign, currency), line in state.revenue.items()
+        ]
+
+    def entry_counts(self) -> dict[str, int]:
+        return {
+            "touch": len(self.touch_order),
+            "install": sum(len(state.installs) for state in self.states.values()),
+            "record": len(self.record_order),
+            "dedup": len(self.seen),
+        }
+
+
+def _first_after(records: list[Record], seq: int) -> int:
+    low, high = 0, len(records)
+    while low < high:
+        middle = (low + high) // 2
+        if records[middle].seq <= seq:
+            low = middle + 1
+        else:
+            high = middle
+    return low
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)

@@ -1,0 +1,133 @@
+"""The ASGI application every service starts from.
+
+``create_app`` returns a FastAPI app that already serves ``/metrics``,
+``/healthz`` and ``/readyz``, records request counts and durations, and runs
+the service's start and stop hooks in its lifespan. uvicorn runs the lifespan
+shutdown on SIGTERM and SIGINT after in-flight requests finish, so the stop
+hooks are where a service flushes what it has acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from exporters.exposition import render
+from exporters.metrics import Counter, Histogram, Registry
+
+logger = logging.getLogger(__name__)
+
+Hook = Callable[[], Awaitable[None]]
+ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
+
+REQUEST_DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+UNMATCHED_ROUTE = "unmatched"
+
+
+class RequestMetricsMiddleware:
+    """Count requests and time them by route template, method and status.
+
+    The route label is the template (``/v1/apps/{app_id}``), never the raw
+    path, so a client cannot grow the label set by requesting new paths.
+    """
+
+    def __init__(self, app, *, service: str, registry: Registry) -> None:
+        self.app = app
+        self.service = service
+        self.requests = Counter(
+            "http_requests_total",
+            "HTTP requests answered, by route template, method and status code.",
+            ("service", "method", "route", "status"),
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "http_request_duration_seconds",
+            "Time from receiving a request to sending the end of its response, in seconds.",
+            ("service", "method", "route"),
+            registry=registry,
+            buckets=REQUEST_DURATION_BUCKETS,
+        )
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        started = time.perf_counter()
+        status_code = 500
+
+        async def send_and_record_status(message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or UNMATCHED_ROUTE
+            method = scope["method"] if template != UNMATCHED_ROUTE else "other"
+            elapsed = time.perf_counter() - started
+            self.requests.labels(self.service, method, template, str(status_code)).inc()
+            self.duration.labels(self.service, method, template).observe(elapsed)
+
+
+def create_app(
+    *,
+    title: str,
+    service: str,
+    registry: Registry,
+    readiness: ReadinessCheck,
+    startup: Iterable[Hook] = (),
+    shutdown: Iterable[Hook] = (),
+    description: str = "",
+    version: str = "0.1.0",
+) -> FastAPI:
+    """Build the FastAPI app of one service with its operational endpoints."""
+    startup_hooks = list(startup)
+    shutdown_hooks = list(shutdown)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        for hook in startup_hooks:
+            await hook()
+        logger.info("service started", extra={"event": "start"})
+        try:
+            yield
+        finally:
+            logger.info("service stopping", extra={"event": "stop"})
+            for hook in shutdown_hooks:
+                try:
+                    await hook()
+                except Exception:
+                    logger.exception("stop hook failed", extra={"hook": getattr(hook, "__qualname__", str(hook))})
+            logger.info("service stopped", extra={"event": "stopped"})
+
+    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
+    app.state.registry = registry
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        body, content_type = render(registry, request.headers.get("accept"))
+        return Response(content=body, media_type=content_type)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process runs and its event loop responds."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz() -> JSONResponse:
+        """Readiness: every store the service depends on responds."""
+        checks = await readiness()
+        ready = all(checks.values())
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    app.add_middleware(RequestMetricsMiddleware, service=service, registry=registry)
+    return app

@@ -1,0 +1,106 @@
+"""``unmogrowp up``: the ingestion service and the tracker as child processes.
+
+Both children get the same admin token (from ``UNMOGROWP_ADMIN_TOKEN`` or the
+token file in the data folder) and their own part of the data folder. SIGINT
+and SIGTERM are passed on to both; when one child exits, the other is stopped
+and ``up`` exits with a failure status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from services.config import ADMIN_TOKEN_ENV, ConfigError, default_data_dir, port_number, resolve_admin_token
+from services.logging import configure_logging
+
+logger = logging.getLogger(__name__)
+
+STOP_TIMEOUT_SECONDS = 30
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address both services listen on")
+    parser.add_argument("--ingestion-port", type=port_number, default=8081, help="TCP port of the ingestion service")
+    parser.add_argument("--tracker-port", type=port_number, default=8084, help="TCP port of the tracker")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=default_data_dir(),
+        help="folder for the admin token, the ingestion store and the tracker's SQLite database "
+        "(environment: UNMOGROWP_DATA_DIR)",
+    )
+
+
+def child_commands(args: argparse.Namespace) -> dict[str, list[str]]:
+    python = [sys.executable, "-m", "services.cli"]
+    ingestion_url = f"http://{args.host}:{args.ingestion_port}"
+    if ":" in args.host:
+        ingestion_url = f"http://[{args.host}]:{args.ingestion_port}"
+    database = f"sqlite:///{(args.data_dir / 'tracker.db').resolve()}"
+    return {
+        "ingestion": python
+        + ["ingestion", "--host", args.host, "--port", str(args.ingestion_port), "--data-dir", str(args.data_dir / "ingestion")],
+        "tracker": python
+        + ["tracker", "--host", args.host, "--port", str(args.tracker_port), "--database", database, "--ingestion-url", ingestion_url],
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    configure_logging("unmogrowp-up")
+    try:
+        token, source = resolve_admin_token(args.data_dir)
+    except ConfigError as error:
+        print(f"unmogrowp up: {error}", file=sys.stderr)
+        return 2
+    logger.info("admin token loaded", extra={"source": source})
+
+    environment = dict(os.environ, **{ADMIN_TOKEN_ENV: token})
+    children: dict[str, subprocess.Popen] = {}
+    for name, command in child_commands(args).items():
+        children[name] = subprocess.Popen(command, env=environment)
+        logger.info("child started", extra={"child": name, "pid": children[name].pid})
+
+    stop_requested = False
+
+    def request_stop(signum, _frame) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+        logger.info("stop requested", extra={"signal": signal.Signals(signum).name})
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+    exit_code = 0
+    while not stop_requested:
+        exited = {name: child.poll() for name, child in children.items() if child.poll() is not None}
+        if exited:
+            for name, code in exited.items():
+                logger.error("child exited", extra={"child": name, "exit_code": code})
+            exit_code = 1
+            break
+        time.sleep(0.2)
+
+    stop_children(children)
+    return exit_code
+
+
+def stop_children(children: dict[str, subprocess.Popen]) -> None:
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+    for name, child in children.items():
+        try:
+            child.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            logger.error("child did not stop in time; killing it", extra={"child": name, "pid": child.pid})
+            child.kill()
+            child.wait()
+        logger.info("child stopped", extra={"child": name, "exit_code": child.returncode})
