@@ -1,0 +1,1 @@
+"""Metrics, their exposition, and the other exporters of the services' work."""

@@ -460,14 +460,18 @@ def _checked_exemplar(family: _Family, labels: Mapping[str, str], value: float) 
 
 
 class CounterChild:
-    """One counter series: a monotonic total, kept as int while every amount is an int."""
+    """One counter series: a monotonic total, kept as int while every amount is an int.
 
-    __slots__ = ("_family", "value", "exemplar")
+    Not thread-safe: record from one thread (see the module docstring).
+    """
+
+    __slots__ = ("_family", "value", "exemplar", "created")
 
     def __init__(self, family: Counter) -> None:
         self._family = family
         self.value: int | float = 0
         self.exemplar: Exemplar | None = None
+        self.created = time.time()
 
     def inc(self, amount: int | float = 1, exemplar: Mapping[str, str] | None = None) -> None:
         """Add ``amount`` (finite, >= 0); ``exemplar`` labels such as a trace id are kept."""
@@ -482,7 +486,9 @@ class Counter(_Family):
     """A counter family; give ``name`` with its ``_total`` suffix.
 
     Both exposition formats print samples as ``<name>``; OpenMetrics names the
-    family ``<name>`` without ``_total``.
+    family ``<name>`` without ``_total``. With ``created=True`` each series
+    also exposes ``<name without _total>_created``, the time its child was
+    created, in Unix seconds.
     """
 
     _type = "counter"
@@ -496,7 +502,9 @@ class Counter(_Family):
         *,
         registry: Registry | None,
         unit: str = "",
+        created: bool = False,
     ) -> None:
+        self.created = created
         super().__init__(name, documentation, labelnames, registry, unit)
         if self._default is not None:
             self.inc = self._default.inc  # type: ignore[method-assign]
@@ -520,8 +528,14 @@ class Counter(_Family):
         family = CounterMetricFamily(
             self.name, self.documentation, labels=self.labelnames, unit=self.unit
         )
+        created = self.created
         for values, child in list(self._children.items()):
-            family.add_metric(values, child.value, exemplar=child.exemplar)
+            family.add_metric(
+                values,
+                child.value,
+                created=child.created if created else None,
+                exemplar=child.exemplar,
+            )
         return [family]
 
 
@@ -655,9 +669,12 @@ class Gauge(_Family):
 
 
 class HistogramChild:
-    """One histogram series: per-bucket counts, the sum and the latest exemplar per bucket."""
+    """One histogram series: per-bucket counts, the sum and the latest exemplar per bucket.
 
-    __slots__ = ("_family", "_upper_bounds", "_counts", "sum", "_exemplars")
+    Not thread-safe: record from one thread (see the module docstring).
+    """
+
+    __slots__ = ("_family", "_upper_bounds", "_counts", "sum", "_exemplars", "created")
 
     def __init__(self, family: Histogram) -> None:
         self._family = family
@@ -666,6 +683,7 @@ class HistogramChild:
         self._counts = [0] * len(self._upper_bounds)
         self.sum: float = 0.0
         self._exemplars: list[Exemplar | None] = [None] * len(self._upper_bounds)
+        self.created = time.time()
 
     def observe(
         self,
@@ -754,7 +772,11 @@ def histogram_quantile(q: float, buckets: Sequence[tuple[float, int | float]]) -
 
 
 class Histogram(_Family):
-    """A histogram family with fixed bucket upper bounds (``+Inf`` is added)."""
+    """A histogram family with fixed bucket upper bounds (``+Inf`` is added).
+
+    With ``created=True`` each series also exposes ``<name>_created``, the
+    time its child was created, in Unix seconds.
+    """
 
     _type = "histogram"
     _suffixes = ("_bucket", "_count", "_sum", "_created")
@@ -769,7 +791,9 @@ class Histogram(_Family):
         registry: Registry | None,
         buckets: Iterable[float] = DEFAULT_BUCKETS,
         unit: str = "",
+        created: bool = False,
     ) -> None:
+        self.created = created
         self._upper_bounds = _checked_buckets(name, buckets)
         # Bound labels formatted once, the way prometheus_client prints them.
         self._bound_labels = tuple(floatToGoString(bound) for bound in self._upper_bounds)
@@ -825,6 +849,10 @@ class Histogram(_Family):
                 else:
                     buckets.append((bound_label, cumulative, exemplar))
             family.add_metric(values, buckets, total)
+            if self.created:
+                family.add_sample(
+                    self.name + "_created", dict(zip(self.labelnames, values)), child.created
+                )
         return [family]
 
 

@@ -372,3 +372,39 @@ def test_promtool_rejects_broken_text():
     )
 
     assert result.returncode != 0
+
+
+def test_created_series_on_request():
+    registry = Registry(process_metrics=False)
+    counter = Counter("jobs_total", "Jobs.", ("kind",), registry=registry, created=True)
+    histogram = Histogram("job_seconds", "Job time.", registry=registry, created=True)
+    counter.labels("a").inc()
+    histogram.observe(0.2)
+
+    openmetrics = {
+        (sample.name, tuple(sample.labels.items())): sample.value
+        for family in parse_openmetrics(openmetrics_of(registry))
+        for sample in family.samples
+    }
+    text = text_of(registry)
+
+    assert openmetrics[("jobs_created", (("kind", "a"),))] == counter.labels("a").created
+    assert openmetrics[("job_seconds_created", ())] == histogram.labels().created
+    assert 'jobs_created{kind="a"}' in text
+    assert "job_seconds_created " in text
+
+
+def test_promtool_accepts_created_series():
+    promtool = promtool_or_skip()
+    registry = Registry(process_metrics=False)
+    Counter("jobs_total", "Jobs.", ("kind",), registry=registry, created=True).labels("a").inc()
+    Histogram("job_seconds", "Job time.", registry=registry, created=True).observe(0.2)
+
+    result = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=render(registry, None)[0],
+        capture_output=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
