@@ -1,10 +1,10 @@
 """Standard process and Python runtime metrics for a ``Registry``.
 
-prometheus_client's collectors provide them: ``process_cpu_seconds_total``,
+prometheus_client's collectors provide them. ``process_cpu_seconds_total``,
 ``process_resident_memory_bytes``, ``process_virtual_memory_bytes``,
 ``process_start_time_seconds``, ``process_open_fds`` and ``process_max_fds``
-(read from /proc, so only on Linux; elsewhere they are absent),
-``python_info``, and ``python_gc_*`` on CPython.
+are read from /proc, so they are absent outside Linux. ``python_info`` is
+always present, and ``python_gc_*`` on CPython.
 """
 
 from __future__ import annotations
