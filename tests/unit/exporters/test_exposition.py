@@ -24,6 +24,13 @@ PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
     "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 )
+# The Accept header Prometheus 3.x sends with its default scrape protocols.
+PROMETHEUS_3_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
+    "application/openmetrics-text;version=0.0.1;q=0.4,"
+    "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,"
+    "text/plain;version=0.0.4;q=0.2,*/*;q=0.1"
+)
 AWKWARD_VALUE = 'quote " backslash \\ newline \n end'
 AWKWARD_HELP = 'Help with "quotes", a backslash \\ and\na second line.'
 
@@ -100,6 +107,8 @@ def values_by_sample(families):
         ("Application/OpenMetrics-Text; Version=1.0.0", True),
         ("application/openmetrics-text; version=2.0.0", False),
         (PROMETHEUS_ACCEPT, True),
+        (PROMETHEUS_3_ACCEPT, True),
+        ("text/plain;version=1.0.0;escaping=allow-utf-8", False),
         ("text/plain;version=0.0.4;q=0.9,application/openmetrics-text;q=0.5", False),
         ("application/openmetrics-text;q=0", False),
         ("application/openmetrics-text;q=0.5,text/plain;q=0.5", True),
