@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: sample data generators and service fixtures."""
