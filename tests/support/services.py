@@ -61,6 +61,8 @@ class RunningService:
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
         """Send ``sig`` and wait for the exit; return the exit status.
 
+        After a graceful shutdown on SIGTERM the status is -15, because uvicorn
+        (0.29 and later) raises the captured signal again once it has stopped.
         Raises RuntimeError, after killing the process, when it is still
         running STOP_TIMEOUT_SECONDS after SIGTERM.
         """
