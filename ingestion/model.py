@@ -46,7 +46,7 @@ class StoredApp(msgspec.Struct, kw_only=True):
     created_at: float
 
 
-class Touch(msgspec.Struct, array_like=True):
+class Touch(msgspec.Struct, array_like=True, gc=False):
     """A click or an impression that an install may be attributed to."""
 
     seq: int
@@ -63,12 +63,12 @@ class Touch(msgspec.Struct, array_like=True):
     alive: bool = True
 
 
-class RejectedTouch(msgspec.Struct):
+class RejectedTouch(msgspec.Struct, gc=False):
     touch_event_id: str
     reason: Literal["ctit_below_minimum", "click_after_install_begin"]
 
 
-class Record(msgspec.Struct, kw_only=True):
+class Record(msgspec.Struct, kw_only=True, gc=False):
     """The attribution of one install, as ``/v1/attributions`` returns it."""
 
     install_event_id: str

@@ -95,7 +95,21 @@ class AppState:
         self.record_list: list[Record] = []
         self.record_start = 0
         self.revenue: dict[tuple[str | None, str | None, str], list] = {}
-        self.settings: AppSettings | None = None
+        self._settings: AppSettings | None = None
+        self.click_horizon = 0.0
+        self.impression_horizon = 0.0
+
+    @property
+    def settings(self) -> AppSettings | None:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: AppSettings) -> None:
+        # Seconds a touch is kept after its event time: its longest window plus the late-arrival allowance.
+        self._settings = settings
+        late = self.store.limits.late_arrival_s
+        self.click_horizon = max(settings.click_window_s, settings.fingerprint_window_s) + late
+        self.impression_horizon = settings.impression_window_s + late
 
     # AppView ------------------------------------------------------------
 
@@ -119,22 +133,33 @@ class AppState:
         if touch.is_click:
             if touch.click_id is not None:
                 self.by_click_id.setdefault(touch.click_id, []).append(touch)
+            index = self.clicks_by_device_key
             for key in touch.device_keys:
-                self.clicks_by_device_key.setdefault(key, []).append(touch)
+                touches = index.get(key)
+                if touches is None:
+                    index[key] = [touch]
+                else:
+                    touches.append(touch)
             if touch.fingerprint is not None:
                 self.clicks_by_fingerprint_key.setdefault(touch.fingerprint, []).append(touch)
-            horizon = self._click_horizon()
+            bucket = int((touch.time + self.click_horizon) // HOUR) + 1
         else:
+            index = self.impressions_by_device_key
             for key in touch.device_keys:
-                self.impressions_by_device_key.setdefault(key, []).append(touch)
-            horizon = self.settings.impression_window_s + self.store.limits.late_arrival_s
-        bucket = int((touch.time + horizon) // HOUR) + 1
+                touches = index.get(key)
+                if touches is None:
+                    index[key] = [touch]
+                else:
+                    touches.append(touch)
+            bucket = int((touch.time + self.impression_horizon) // HOUR) + 1
         members = self.touch_buckets.get(bucket)
         if members is None:
             members = self.touch_buckets[bucket] = []
             heapq.heappush(self.touch_bucket_heap, bucket)
         members.append(touch)
-        self.store.touch_order[touch.seq] = (self, touch)
+        store = self.store
+        store.touch_order.append((self, touch))
+        store.live_touches += 1
 
     def clicks_by_click_id(self, click_id: str) -> Iterable[Touch]:
         return self.by_click_id.get(click_id, ())
@@ -187,10 +212,6 @@ class AppState:
 
     # Helpers ------------------------------------------------------------
 
-    def _click_horizon(self) -> float:
-        settings = self.settings
-        return max(settings.click_window_s, settings.fingerprint_window_s) + self.store.limits.late_arrival_s
-
     @staticmethod
     def _union(index: dict[str, list[Touch]], keys: tuple[str, ...]) -> Iterable[Touch]:
         if len(keys) == 1:
@@ -213,7 +234,7 @@ class AppState:
         else:
             for key in touch.device_keys:
                 _remove_from_index(self.impressions_by_device_key, key, touch)
-        self.store.touch_order.pop(touch.seq, None)
+        self.store.live_touches -= 1
 
     def remove_install(self, keys: tuple[str, ...], record: Record) -> bool:
         removed = False
@@ -293,7 +314,9 @@ class MemoryStore(Store):
         self.states: dict[str, AppState] = {}
         self.seen: dict[str, float] = {}
         self.seq = 0
-        self.touch_order: dict[int, tuple[AppState, Touch]] = {}
+        # Touches in arrival order, for evicting the oldest; expired ones are skipped when popped.
+        self.touch_order: deque[tuple[AppState, Touch]] = deque()
+        self.live_touches = 0
         self.install_order: deque[tuple[AppState, tuple[str, ...], Record]] = deque()
         self.record_order: deque[AppState] = deque()
         self.evicted = {"touch": 0, "install": 0, "record": 0, "dedup": 0}
@@ -373,7 +396,7 @@ class MemoryStore(Store):
                 AppSnapshot(
                     app_id=state.app_id,
                     watermark=state.watermark,
-                    touches=[touch for _state, touch in self.touch_order.values() if _state is state],
+                    touches=[touch for owner, touch in self.touch_order if owner is state and touch.alive],
                     installs=[(keys, record) for app, keys, record in self.install_order if app is state and any(state.installs.get(k) is record for k in keys)],
                     records=state.live_records(),
                     revenue=[(n, c, cur, line[0], line[1]) for (n, c, cur), line in state.revenue.items()],
@@ -503,10 +526,17 @@ class MemoryStore(Store):
             del seen[next(iter(seen))]
             self.evicted["dedup"] += 1
 
-        while len(self.touch_order) > self.limits.max_touches:
-            owner, touch = self.touch_order[next(iter(self.touch_order))]
-            owner.remove_touch(touch)
-            self.evicted["touch"] += 1
+        order = self.touch_order
+        while order and not order[0][1].alive:
+            order.popleft()
+        if len(order) > 2 * max(self.live_touches, 1024):
+            # Expired touches behind a long-lived one stay queued; drop them so the queue stays bounded.
+            self.touch_order = order = deque(pair for pair in order if pair[1].alive)
+        while self.live_touches > self.limits.max_touches:
+            owner, touch = order.popleft()
+            if touch.alive:
+                owner.remove_touch(touch)
+                self.evicted["touch"] += 1
 
         while len(self.install_order) > self.limits.max_installs:
             owner, keys, record = self.install_order.popleft()
@@ -557,7 +587,7 @@ class MemoryStore(Store):
 
     def entry_counts(self) -> dict[str, int]:
         return {
-            "touch": len(self.touch_order),
+            "touch": self.live_touches,
             "install": sum(len(state.installs) for state in self.states.values()),
             "record": len(self.record_order),
             "dedup": len(self.seen),
