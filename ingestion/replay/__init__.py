@@ -63,8 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ),
         epilog=(
             "The whole file is read and checked before anything is sent, and every row is held in "
-            "memory so that the events can be sorted by time: about 90 bytes per row plus about "
-            "45 bytes per event while sorting, so a file of 10 million rows needs about 1.4 GB. "
+            "memory so that the events can be sorted by time: about 100 bytes per row plus about "
+            "45 bytes per event while sorting, so a file of 10 million rows needs about 1.5 GB. "
             "Exit status: 0 when the replay ran (whatever the agreement), 1 when the service failed "
             "or rejected a request, 2 when the file or an option is invalid."
         ),

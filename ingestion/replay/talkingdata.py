@@ -89,7 +89,7 @@ class ClickLog:
     """The rows of one TalkingData file, stored column by column.
 
     Columns are ``array`` objects of 64-bit integers plus one byte string of
-    row digests, about 90 bytes per row, so a file of a few million rows fits
+    row digests, about 100 bytes per row in all, so a file of a few million rows fits
     in memory and can be sorted by time before it is sent.
     """
 
