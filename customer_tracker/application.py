@@ -1,0 +1,96 @@
+"""Assemble the tracker's FastAPI app: shared operational endpoints, API routes, error bodies."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+from customer_tracker.api import readiness_response, router
+from customer_tracker.errors import IngestionUnavailable, TrackerError, Unauthorized
+from customer_tracker.service import Tracker, TrackerSettings
+from customer_tracker.store import Clock, utc_now
+from exporters.metrics import Registry
+from services.app import create_app
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = "customer-tracker"
+
+DESCRIPTION = """
+Pilot customers from kickoff to launch: onboarding phases, satisfaction surveys, support
+tickets, cost savings, attribution accuracy by reconciliation and per-customer API latency,
+judged against the pilot's success criteria. Writes need `Authorization: Bearer <admin token>`.
+"""
+
+
+def _location(error: dict) -> str:
+    parts = [str(part) for part in error.get("loc", ()) if part != "body"]
+    return ".".join(parts) or "body"
+
+
+async def _tracker_error(_request: Request, error: TrackerError) -> JSONResponse:
+    headers = {}
+    if isinstance(error, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(error, IngestionUnavailable):
+        headers["Retry-After"] = str(error.retry_after_seconds)
+    return JSONResponse(error.as_body(), status_code=error.status_code, headers=headers)
+
+
+async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
+    details = []
+    for item in error.errors():
+        message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
+        details.append({"field": _location(item), "message": message})
+    summary = "; ".join(f"{detail['field']}: {detail['message']}" for detail in details)
+    return JSONResponse(
+        {"error": "invalid_input", "message": f"invalid request: {summary}", "details": details},
+        status_code=422,
+    )
+
+
+def build_app(
+    settings: TrackerSettings,
+    *,
+    registry: Registry | None = None,
+    clock: Clock = utc_now,
+) -> FastAPI:
+    """Build the tracker's app; the database is migrated when the app starts."""
+    registry = registry or Registry()
+    tracker = Tracker(settings, registry, clock=clock)
+    app = create_app(
+        title="UnMoGrowP customer-success tracker",
+        service=SERVICE_NAME,
+        registry=registry,
+        readiness=tracker.readiness,
+        startup=[tracker.start],
+        shutdown=[tracker.stop],
+        description=DESCRIPTION,
+    )
+    app.state.tracker = tracker
+
+    # The shared /readyz returns only pass/fail checks. The tracker also reports whether its
+    # latency figures are stale, which must not make it unready (it keeps serving), so it
+    # replaces that route with one that adds the poll state to the same body.
+    app.router.routes[:] = [
+        route for route in app.router.routes if not (isinstance(route, APIRoute) and route.path == "/readyz")
+    ]
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz() -> JSONResponse:
+        """Readiness: the database runs a query. The body also reports whether the latency figures are stale."""
+        return readiness_response(await tracker.readiness(), tracker)
+
+    @app.get("/health", tags=["operations"])
+    async def health() -> dict[str, str]:
+        """Liveness, at the path operators of the tracker expect."""
+        return {"status": "ok", "service": SERVICE_NAME}
+
+    app.add_exception_handler(TrackerError, _tracker_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.include_router(router)
+    return app
