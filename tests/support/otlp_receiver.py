@@ -37,7 +37,7 @@ MAX_HTTP_BODY_BYTES = 16 * 1024 * 1024
 
 @dataclass(frozen=True)
 class ReceivedSpan:
-    """One span as the receiver decoded it; ids are lowercase hex."""
+    """One span as the receiver decoded it, with ids in lowercase hex."""
 
     trace_id: str
     span_id: str
@@ -176,7 +176,7 @@ class OtlpReceiver:
     def otel_environment(self, protocol: str = "grpc", **more: str) -> dict[str, str]:
         """Return OTEL_* variables that send every span here within 50 ms.
 
-        ``protocol`` is ``grpc`` or ``http/protobuf``; ``more`` adds or
+        ``protocol`` is ``grpc`` or ``http/protobuf``, and ``more`` adds or
         replaces variables.
         """
         endpoint = self.grpc_endpoint if protocol == "grpc" else self.http_endpoint
@@ -240,7 +240,7 @@ class OtlpReceiver:
     def wait_for_spans(
         self, condition: Callable[[list[ReceivedSpan]], bool], timeout: float = 15.0
     ) -> list[ReceivedSpan]:
-        """Wait until ``condition(spans)`` holds; return the spans, or raise TimeoutError."""
+        """Wait until ``condition(spans)`` is true and return the spans, or raise TimeoutError."""
         deadline = time.monotonic() + timeout
         with self._changed:
             while not condition(list(self._spans)):
