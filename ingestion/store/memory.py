@@ -80,6 +80,7 @@ class AppState:
     def __init__(self, store: "MemoryStore", app_id: str, code: int) -> None:
         self.store = store
         self.app_id = app_id
+        self.code = code
         self.prefix = f"{code}\x1f"
         self.watermark = 0.0
         self.by_click_id: dict[str, list[Touch]] = {}
@@ -283,6 +284,8 @@ class AppSnapshot(msgspec.Struct, array_like=True):
     installs: list[tuple[tuple[str, ...], Record]]
     records: list[Record]
     revenue: list[tuple[str | None, str | None, str, Decimal, int]]
+    # The prefix of this app's keys in ``Snapshot.seen``; 0 in snapshots that predate it.
+    code: int = 0
 
 
 class Snapshot(msgspec.Struct):
@@ -360,12 +363,21 @@ class MemoryStore(Store):
 
     def _load(self) -> None:
         started = time.monotonic()
-        if self.apps_path.exists():
-            saved = msgspec.msgpack.decode(self.apps_path.read_bytes(), type=AppsFile)
-            for app in saved.apps:
-                self._index_app(app)
+        snapshot = None
         if self.snapshot_path.exists():
-            self._restore_snapshot(msgspec.msgpack.decode(self.snapshot_path.read_bytes(), type=Snapshot))
+            snapshot = msgspec.msgpack.decode(self.snapshot_path.read_bytes(), type=Snapshot)
+            # The duplicate filter's keys start with each app's code, so every app
+            # gets its saved code back, deleted apps included, before any new one is handed out.
+            for saved in snapshot.apps:
+                if saved.code:
+                    self.states[saved.app_id] = AppState(self, saved.app_id, saved.code)
+                    self._app_codes = max(self._app_codes, saved.code)
+        if self.apps_path.exists():
+            saved_apps = msgspec.msgpack.decode(self.apps_path.read_bytes(), type=AppsFile)
+            for app in saved_apps.apps:
+                self._index_app(app)
+        if snapshot is not None:
+            self._restore_snapshot(snapshot)
         replayed = 0
         for frame in read_frames(self.journal_path):
             entry = self._journal_decoder.decode(frame)
@@ -400,6 +412,7 @@ class MemoryStore(Store):
                     installs=[(keys, record) for app, keys, record in self.install_order if app is state and any(state.installs.get(k) is record for k in keys)],
                     records=state.live_records(),
                     revenue=[(n, c, cur, line[0], line[1]) for (n, c, cur), line in state.revenue.items()],
+                    code=state.code,
                 )
                 for state in self.states.values()
             ],
