@@ -1,0 +1,248 @@
+"""The embedded store's bounds, expiry and persistence across a restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from msgspec.structs import replace
+
+from ingestion.model import AppSettings
+from ingestion.store.memory import HOUR, MemoryLimits
+from tests.unit.ingestion.helpers import NOW, T, Harness, event, open_store, register
+
+
+async def reopen(harness: Harness, *, graceful: bool = True, limits: MemoryLimits | None = None) -> Harness:
+    """Stop the store (or only close its journal, as after a crash) and open a new one on its folder."""
+    if graceful:
+        await harness.store.stop()
+    else:
+        # The journal thread has written every acknowledged frame; no snapshot is taken.
+        harness.store.journal.close()
+        harness.store.journal = None
+    store = await open_store(harness.store.data_dir, limits or harness.store.limits)
+    return Harness(store, store.apps[harness.settings.app_id].settings)
+
+
+# Maximum entry counts ---------------------------------------------------------
+
+
+async def test_max_touches_evicts_oldest(make_harness):
+    harness = await make_harness(limits=MemoryLimits(max_touches=3))
+
+    await harness.send(*(event("click", f"click-{index}", T + index, gaid=f"g-{index}") for index in range(10)))
+    await harness.send(
+        event("install", "install-oldest", T + 100, gaid="g-0"),
+        event("install", "install-newest", T + 100, gaid="g-9"),
+    )
+
+    assert harness.store.entry_counts()["touch"] == 3
+    assert harness.store.evicted["touch"] == 7
+    assert (await harness.record("install-oldest"))["status"] == "organic"
+    assert (await harness.record("install-newest"))["touch_event_id"] == "click-9"
+
+
+async def test_max_records_evicts_oldest(make_harness):
+    harness = await make_harness(limits=MemoryLimits(max_records=4))
+
+    await harness.send(*(event("install", f"install-{index}", T + index) for index in range(6)))
+
+    assert harness.store.entry_counts()["record"] == 4
+    assert harness.store.evicted["record"] == 2
+    assert await harness.store.get_record(harness.settings.app_id, "install-1") is None
+    assert (await harness.record("install-2"))["status"] == "organic"
+
+
+async def test_max_installs_evicts_oldest(make_harness):
+    harness = await make_harness(limits=MemoryLimits(max_installs=2))
+
+    await harness.send(*(event("install", f"install-{index}", T + index, gaid=f"g-{index}") for index in range(4)))
+    evicted_before = harness.store.evicted["install"]
+    await harness.send(
+        event("install", "again-0", T + 60, gaid="g-0"),
+        event("install", "again-3", T + 60, gaid="g-3"),
+    )
+
+    assert evicted_before == 2
+    # again-0 is a new install, so it pushes install-2 out.
+    assert harness.store.evicted["install"] == 3
+    assert (await harness.record("again-0"))["status"] == "organic"
+    assert (await harness.record("again-3"))["status"] == "reinstall"
+
+
+async def test_max_dedup_entries_forgets_oldest(make_harness):
+    harness = await make_harness(limits=MemoryLimits(max_dedup_entries=5))
+
+    await harness.send(*(event("session", f"session-{index}", T + index) for index in range(8)))
+    resent = await harness.send(event("session", "session-0", T), event("session", "session-7", T))
+
+    assert harness.store.entry_counts()["dedup"] <= 5
+    assert harness.store.evicted["dedup"] >= 3
+    assert resent.duplicate_flags == [False, True]
+
+
+async def test_touch_counts_shared_across_apps(make_harness):
+    harness = await make_harness(limits=MemoryLimits(max_touches=4))
+    other = AppSettings(app_id="other.app", platform="ios")
+    await register(harness.store, other)
+
+    await harness.send(*(event("click", f"a-{index}", T + index, gaid=f"g-{index}") for index in range(3)))
+    await harness.send(*(event("click", f"b-{index}", T + index, idfv=f"v-{index}") for index in range(3)), settings=other)
+
+    assert harness.store.entry_counts()["touch"] == 4
+    assert harness.store.evicted["touch"] == 2
+
+
+# Expiry by event time and by receipt time ------------------------------------
+
+
+async def test_touches_expire_with_window(make_harness):
+    limits = MemoryLimits(late_arrival_s=60)
+    harness = await make_harness(limits=limits, click_window_s=600, fingerprint_window_s=600, impression_window_s=300)
+    await harness.send(
+        event("click", "click", T, gaid="g-1"),
+        event("impression", "impression", T, gaid="g-2"),
+    )
+
+    # Expiry works in whole hours of event time: two hours past the horizon drops both.
+    await harness.send(event("session", "later", T + 600 + 60 + 2 * HOUR))
+
+    assert harness.store.entry_counts()["touch"] == 0
+    assert harness.store.expired["touch"] == 2
+    assert harness.store.evicted["touch"] == 0
+
+
+async def test_touch_kept_inside_window(make_harness):
+    harness = await make_harness(limits=MemoryLimits(late_arrival_s=60), click_window_s=600, fingerprint_window_s=600)
+    await harness.send(event("click", "click", T, gaid="g-1"))
+
+    await harness.send(event("install", "install", T + 600, gaid="g-1"))
+
+    assert harness.store.expired["touch"] == 0
+    assert (await harness.record("install"))["touch_event_id"] == "click"
+
+
+async def test_expiry_follows_event_time_not_clock(make_harness):
+    harness = await make_harness(click_window_s=600, fingerprint_window_s=600)
+    await harness.send(event("click", "click", T, gaid="g-1"))
+
+    # Receipt time jumps a year; event times do not, so the click stays.
+    await harness.send(event("install", "install", T + 60, gaid="g-1"), now=NOW + 365 * 86400)
+
+    assert harness.store.expired["touch"] == 0
+    assert (await harness.record("install"))["status"] == "attributed"
+
+
+async def test_installs_expire_after_reinstall_window(make_harness):
+    harness = await make_harness(limits=MemoryLimits(late_arrival_s=60), reinstall_window_s=3600)
+    await harness.send(event("install", "first", T, gaid="g-1"))
+
+    await harness.send(event("session", "later", T + 3600 + 60 + 2 * HOUR))
+
+    assert harness.store.expired["install"] == 1
+    assert harness.store.entry_counts()["install"] == 0
+
+
+async def test_dedup_horizon_forgets_ids(make_harness):
+    harness = await make_harness(limits=MemoryLimits(dedup_horizon_s=60))
+    await harness.send(event("session", "session", T), now=NOW)
+
+    inside = await harness.send(event("session", "session", T), now=NOW + 60)
+    await harness.send(event("session", "tick", T), now=NOW + 61)
+    outside = await harness.send(event("session", "session", T), now=NOW + 62)
+
+    assert inside.duplicate_flags == [True]
+    assert harness.store.expired["dedup"] >= 1
+    assert outside.duplicate_flags == [False]
+
+
+# Persistence -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("graceful", [True, False], ids=["snapshot", "journal replay"])
+async def test_restart_keeps_records_dedup_touches(make_harness, graceful):
+    harness = await make_harness()
+    await harness.send(
+        event("click", "click", T - 100, gaid="g-1", network="adnet"),
+        event("install", "install", T, gaid="g-1"),
+        event("click", "pending", T + 50, gaid="g-2", network="later-net"),
+        event("in_app", "buy", T + 60, gaid="g-1", event_name="purchase", revenue="2.50", currency="USD"),
+    )
+
+    restarted = await reopen(harness, graceful=graceful)
+    try:
+        resent = await restarted.send(event("install", "install", T, gaid="g-1"), event("click", "click", T - 100, gaid="g-1"))
+        await restarted.send(event("install", "after-restart", T + 200, gaid="g-2"))
+        [revenue] = await restarted.store.revenue(restarted.settings.app_id)
+
+        assert resent.duplicate_flags == [True, True]
+        assert (await restarted.record("install"))["network"] == "adnet"
+        assert (await restarted.record("after-restart"))["touch_event_id"] == "pending"
+        assert (revenue.network, revenue.amount, revenue.events) == ("adnet", "2.50", 1)
+    finally:
+        await restarted.store.stop()
+
+
+async def test_journal_replay_folds_into_snapshot(make_harness):
+    harness = await make_harness()
+    await harness.send(event("install", "install", T, gaid="g-1"))
+
+    restarted = await reopen(harness, graceful=False)
+    try:
+        assert restarted.store.snapshot_path.exists()
+        assert restarted.store.journal_path.stat().st_size == 0
+    finally:
+        await restarted.store.stop()
+
+
+async def test_torn_journal_frame_ignored(make_harness):
+    harness = await make_harness()
+    await harness.send(event("install", "kept", T, gaid="g-1"))
+    harness.store.journal.close()
+    harness.store.journal = None
+    with open(harness.store.journal_path, "ab") as journal:
+        journal.write(b"\x00\x00\x10\x00partial")
+
+    store = await open_store(harness.store.data_dir)
+    try:
+        assert await store.get_record(harness.settings.app_id, "kept") is not None
+    finally:
+        await store.stop()
+
+
+async def test_restart_after_app_deleted_keeps_dedup(tmp_path: Path):
+    store = await open_store(tmp_path)
+    first = AppSettings(app_id="first.app", platform="android")
+    second = AppSettings(app_id="second.app", platform="android")
+    await register(store, first)
+    await register(store, second)
+    await Harness(store, first).send(event("session", "first-only", T))
+    await Harness(store, second).send(event("session", "second-only", T))
+    assert await store.delete_app("first.app")
+    await store.stop()
+
+    store = await open_store(tmp_path)
+    try:
+        harness = Harness(store, second)
+        resent = await harness.send(event("session", "second-only", T))
+        fresh = await harness.send(event("session", "first-only", T))
+
+        assert resent.duplicate_flags == [True]
+        assert fresh.duplicate_flags == [False]
+    finally:
+        await store.stop()
+
+
+async def test_restart_keeps_patched_windows(tmp_path: Path):
+    store = await open_store(tmp_path)
+    settings = AppSettings(app_id="app.test", platform="android", click_window_s=60)
+    await register(store, settings)
+    stored = store.apps["app.test"]
+    await store.replace_app(replace(stored, settings=replace(settings, click_window_s=3600)))
+    await store.stop()
+
+    store = await open_store(tmp_path)
+    try:
+        assert store.apps["app.test"].settings.click_window_s == 3600
+    finally:
+        await store.stop()
