@@ -19,6 +19,9 @@ from fastapi.responses import JSONResponse, Response
 
 from exporters.exposition import render
 from exporters.metrics import Counter, Histogram, Registry
+from exporters.tracing import TracingConfigError, configure_tracing
+from exporters.tracing_asgi import TracingMiddleware
+from services.config import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +95,13 @@ def create_app(
     """Build the FastAPI app of one service with its operational endpoints."""
     startup_hooks = list(startup)
     shutdown_hooks = list(shutdown)
+    try:
+        tracing = configure_tracing(service, registry)
+    except TracingConfigError as error:
+        raise ConfigError(str(error)) from None
+    if tracing is not None:
+        # Last, so spans of the other stop hooks are still exported.
+        shutdown_hooks.append(tracing.aclose)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -130,4 +140,6 @@ def create_app(
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     app.add_middleware(RequestMetricsMiddleware, service=service, registry=registry)
+    # Added last, so it is the outermost middleware and its span covers the request.
+    app.add_middleware(TracingMiddleware, registry=registry)
     return app
