@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import msgspec
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
 
+from exporters.tracing import child_span, current_exemplar, record_batch
 from ingestion.auth import Authenticator, Principal, bearer_token, new_ingest_key
 from ingestion.body import JSON_TYPES, NDJSON_TYPES, media_type, read_limited_body
 from ingestion.events import BatchFormatError, Event, EventError, decode_batch, validate_event
@@ -188,11 +189,12 @@ async def post_events(request: Request) -> Response:
         ndjson = False
     else:
         raise HTTPException(415, f"Content-Type {kind!r} is not supported; send application/json or application/x-ndjson")
-    body = await read_limited_body(request, service.limits.max_body_bytes)
-    try:
-        events, errors = decode_batch(body, ndjson=ndjson)
-    except BatchFormatError as error:
-        raise HTTPException(400, str(error)) from None
+    with child_span("decode"):
+        body = await read_limited_body(request, service.limits.max_body_bytes)
+        try:
+            events, errors = decode_batch(body, ndjson=ndjson)
+        except BatchFormatError as error:
+            raise HTTPException(400, str(error)) from None
     if len(events) > service.limits.max_batch_events:
         raise HTTPException(
             413, f"batch of {len(events)} events exceeds the limit of {service.limits.max_batch_events}; split it"
@@ -249,7 +251,8 @@ async def post_events(request: Request) -> Response:
     per_app_counts: dict[str, tuple[int, int]] = {}
     for app_id, (settings, app_events) in groups.items():
         try:
-            outcome = await store.apply(settings, app_events, now)
+            with child_span("attribute", {"unmogrowp.app_id": app_id, "unmogrowp.batch.size": len(app_events)}):
+                outcome = await store.apply(settings, app_events, now)
         except StoreUnavailable as error:
             logger.error("store unavailable", extra={"app_id": app_id, "events": len(app_events), "error": str(error)})
             raise HTTPException(
@@ -277,7 +280,7 @@ async def post_events(request: Request) -> Response:
     elapsed = time.perf_counter() - started
     total_events = len(events)
     if total_events:
-        metrics.duration.labels(EVENTS_ENDPOINT).observe(elapsed, count=total_events)
+        metrics.duration.labels(EVENTS_ENDPOINT).observe(elapsed, count=total_events, exemplar=current_exemplar())
     latency_ms = elapsed * 1000.0
     for app_id, (accepted, duplicates) in per_app_counts.items():
         service.stats.record(app_id, accepted, duplicates, rejected_by_app.pop(app_id, 0), latency_ms, now)
@@ -286,6 +289,14 @@ async def post_events(request: Request) -> Response:
             service.stats.record(app_id, 0, 0, rejected, latency_ms, now)
 
     errors.sort(key=lambda error: error.index)
+    record_batch(
+        # An admin token may send several apps' events: then no single app is named.
+        app_id=principal.app_id or (next(iter(groups)) if len(groups) == 1 else None),
+        batch_size=total_events,
+        accepted=accepted_total,
+        duplicates=duplicates_total,
+        rejected=len(errors),
+    )
     return json_response(
         {"accepted": accepted_total, "duplicates": duplicates_total, "rejected": len(errors), "errors": errors}
     )
