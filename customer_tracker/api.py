@@ -243,13 +243,18 @@ async def read_limited_body(request: Request) -> bytes:
     """Read the request body, raising PayloadTooLarge past MAX_REFERENCE_BYTES."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_REFERENCE_BYTES:
-        raise PayloadTooLarge(f"the reference is {declared} bytes, over the limit of {MAX_REFERENCE_BYTES}: split it")
+        raise PayloadTooLarge(
+            f"the reference is {declared} bytes, over the limit of {MAX_REFERENCE_BYTES} bytes: "
+            "split it into several uploads"
+        )
     chunks = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_REFERENCE_BYTES:
-            raise PayloadTooLarge(f"the reference is over the limit of {MAX_REFERENCE_BYTES} bytes: split it")
+            raise PayloadTooLarge(
+                f"the reference is over the limit of {MAX_REFERENCE_BYTES} bytes: split it into several uploads"
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -85,6 +85,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         url = normalize_url(args.database)
         token, source = resolve_admin_token(default_data_dir())
+        settings = TrackerSettings(
+            database_url=args.database,
+            ingestion_url=args.ingestion_url,
+            admin_token=token,
+            stats_interval_seconds=args.stats_interval,
+            metrics_refresh_seconds=args.metrics_refresh,
+        )
+        app = build_app(settings)
     except (ConfigError, DatabaseUrlError) as error:
         print(f"unmogrowp tracker: {error}", file=sys.stderr)
         return 2
@@ -92,12 +100,5 @@ def run(args: argparse.Namespace) -> int:
         "tracker starting",
         extra={"database": describe_url(url), "ingestion_url": args.ingestion_url, "admin_token_source": source},
     )
-    settings = TrackerSettings(
-        database_url=args.database,
-        ingestion_url=args.ingestion_url,
-        admin_token=token,
-        stats_interval_seconds=args.stats_interval,
-        metrics_refresh_seconds=args.metrics_refresh,
-    )
-    serve(build_app(settings), host=args.host, port=args.port)
+    serve(app, host=args.host, port=args.port)
     return 0

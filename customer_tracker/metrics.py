@@ -32,7 +32,8 @@ def _families() -> dict[str, GaugeMetricFamily]:
         ("successful_pilot_customers", "Pilot customers that meet every success criterion.", []),
         ("customer_onboarding_phase", "1 for the customer's current onboarding phase, 0 for the others.",
          ["customer_id", "phase"]),
-        ("customer_days_to_launch", "Days from kickoff to launch, or elapsed so far before launch.", ["customer_id"]),
+        ("customer_time_to_launch_seconds", "Time from kickoff (midnight UTC) to the first move into launch or live, "
+         "in seconds; before launch, the time elapsed so far.", ["customer_id"]),
         ("customer_launched", "1 once the customer has reached the launch or live phase, else 0.", ["customer_id"]),
         ("customer_open_support_tickets", "Open support tickets of the customer.", ["customer_id"]),
         ("customer_health_score", "Weighted health score of the customer, 0-100.", ["customer_id"]),
@@ -84,7 +85,7 @@ class TrackerCollector:
                 add("customer_cost_savings_percent", [customer_id], float(status.cost_savings))
             for phase in PHASES:
                 add("customer_onboarding_phase", [customer_id, phase], 1 if facts.phase == phase else 0)
-            add("customer_days_to_launch", [customer_id], status.launch.days)
+            add("customer_time_to_launch_seconds", [customer_id], status.launch.seconds)
             add("customer_launched", [customer_id], 1 if status.launch.launched else 0)
             add("customer_open_support_tickets", [customer_id], facts.open_tickets)
             add("customer_health_score", [customer_id], status.health_score)

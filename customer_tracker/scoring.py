@@ -79,7 +79,8 @@ def cost_savings_percent(previous_monthly_cost: Decimal | None, monthly_cost: De
 
 @dataclasses.dataclass(frozen=True)
 class TimeToLaunch:
-    days: float
+    days: float  # rounded to 0.01
+    seconds: float
     launched: bool
     launched_at: dt.datetime | None
     colour: str
@@ -110,9 +111,12 @@ def time_to_launch(
             launched_at = changed_at
             break
     end = launched_at if launched_at is not None else now
-    days = max((end - kickoff).total_seconds() / 86400, 0.0)
-    days = round(days, 2)
-    return TimeToLaunch(days=days, launched=launched_at is not None, launched_at=launched_at, colour=launch_colour(days))
+    seconds = max((end - kickoff).total_seconds(), 0.0)
+    days = round(seconds / 86400, 2)
+    return TimeToLaunch(
+        days=days, seconds=seconds, launched=launched_at is not None, launched_at=launched_at,
+        colour=launch_colour(seconds / 86400),
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -176,7 +176,8 @@ def test_days_to_launch_measured(tracker, launch_after_days, colour):
     assert status["time_to_launch"]["days"] == pytest.approx(launch_after_days, abs=0.01)
     assert status["time_to_launch"]["colour"] == colour
     assert status["time_to_launch"]["launched"] is True
-    assert tracker.sample("customer_days_to_launch", customer_id="acme") == pytest.approx(launch_after_days, abs=0.01)
+    seconds = tracker.sample("customer_time_to_launch_seconds", customer_id="acme")
+    assert seconds == pytest.approx(launch_after_days * 86400, abs=1)
 
 
 def test_days_to_launch_runs_before_launch(tracker):
