@@ -32,6 +32,7 @@ from pathlib import Path
 
 import msgspec
 
+from exporters.tracing import child_span
 from ingestion.engine import Outcome, attribute_batch
 from ingestion.events import Event
 from ingestion.model import AppSettings, Record, StoredApp, Touch
@@ -510,7 +511,8 @@ class MemoryStore(Store):
         if accepted:
             payload = self._journal_encoder.encode(JournalEntry(app.app_id, now, accepted))
             try:
-                await journal.append(payload)
+                with child_span("store", {"unmogrowp.journal.bytes": len(payload)}):
+                    await journal.append(payload)
             except JournalError as error:
                 raise StoreUnavailable(str(error)) from error
         return outcome
