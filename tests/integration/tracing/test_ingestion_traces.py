@@ -86,7 +86,7 @@ def test_traced_batch_span_tree_exemplar_and_log(tmp_path, receiver, protocol):
         assert response.json()["rejected"] == 1
 
         spans = receiver.wait_for_spans(
-            lambda spans: {"POST /v1/events", "decode", "attribute"}
+            lambda spans: {"POST /v1/events", "decode", "attribute", "store"}
             <= {span.name for span in spans if span.trace_id == caller_trace_id}
         )
         trace = {span.name: span for span in spans if span.trace_id == caller_trace_id}
@@ -105,6 +105,8 @@ def test_traced_batch_span_tree_exemplar_and_log(tmp_path, receiver, protocol):
         assert trace["attribute"].parent_span_id == server.span_id
         assert trace["attribute"].attributes["unmogrowp.app_id"] == app_id
         assert trace["attribute"].attributes["unmogrowp.batch.size"] == 2
+        assert trace["store"].parent_span_id == trace["attribute"].span_id
+        assert trace["store"].attributes["unmogrowp.journal.bytes"] > 0
         expected_transport = "grpc" if protocol == "grpc" else "http"
         assert server.transport == expected_transport
 
