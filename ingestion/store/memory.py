@@ -300,6 +300,9 @@ class JournalEntry(msgspec.Struct, array_like=True):
     app_id: str
     now: float
     events: list[Event]
+    # The app's settings when the batch was applied, so a replay after a PATCH
+    # attributes as the service did; None in journals written before this field.
+    settings: AppSettings | None = None
 
 
 class AppsFile(msgspec.Struct):
@@ -385,8 +388,10 @@ class MemoryStore(Store):
             stored = self.apps.get(entry.app_id)
             if stored is None:
                 continue
-            self._apply_now(stored.settings, entry.events, entry.now)
+            self._apply_now(entry.settings or stored.settings, entry.events, entry.now)
             replayed += len(entry.events)
+        for stored in self.apps.values():
+            self.states[stored.settings.app_id].settings = stored.settings
         if replayed:
             # Fold the replayed journal into a snapshot so the next start is quick.
             self._save_snapshot()
@@ -509,7 +514,7 @@ class MemoryStore(Store):
         outcome = self._apply_now(app, events, now)
         accepted = [event for event, duplicate in zip(events, outcome.duplicate_flags) if not duplicate]
         if accepted:
-            payload = self._journal_encoder.encode(JournalEntry(app.app_id, now, accepted))
+            payload = self._journal_encoder.encode(JournalEntry(app.app_id, now, accepted, app))
             try:
                 with child_span("store", {"unmogrowp.journal.bytes": len(payload)}):
                     await journal.append(payload)
