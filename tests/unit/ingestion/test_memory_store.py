@@ -246,3 +246,18 @@ async def test_restart_keeps_patched_windows(tmp_path: Path):
         assert store.apps["app.test"].settings.click_window_s == 3600
     finally:
         await store.stop()
+
+
+async def test_journal_replay_uses_settings_of_the_time(make_harness):
+    harness = await make_harness()
+    await harness.send(event("click", "click", T - 400, gaid="g-1"), event("install", "before", T, gaid="g-1"))
+    narrower = replace(harness.settings, click_window_s=300)
+    await harness.store.replace_app(replace(harness.store.apps[harness.settings.app_id], settings=narrower))
+    await harness.send(event("click", "click-2", T - 400, gaid="g-2"), event("install", "after", T, gaid="g-2"), settings=narrower)
+
+    restarted = await reopen(harness, graceful=False)
+    try:
+        assert (await restarted.record("before"))["status"] == "attributed"
+        assert (await restarted.record("after"))["status"] == "organic"
+    finally:
+        await restarted.store.stop()
