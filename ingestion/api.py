@@ -222,7 +222,8 @@ async def post_events(request: Request) -> Response:
                 f"app_id: the ingest key belongs to app {principal.app_id!r}, not {event.app_id!r}; "
                 "send each app's events with its own key"
             )
-            label = event.app_id
+            # Count it for the sender, so one app's mistakes never show in another app's figures.
+            label = principal.app_id
         else:
             message = validate_event(event, now, stored.settings.platform)
             label = event.app_id
