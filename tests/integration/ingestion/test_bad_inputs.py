@@ -198,6 +198,18 @@ def test_event_of_other_app_rejected(api, context):
     )
 
 
+def test_event_of_other_app_counted_for_sender(api):
+    sender_id, sender_key = api.register()
+    named_id, _ = api.register()
+
+    api.send(sender_key, [session(named_id, unique("foreign"))])
+    named_stats = api.client.get("/v1/stats", headers=api.admin).json()["apps"][named_id]
+
+    assert api.total("attribution_events_processed_total", app_id=sender_id, status="rejected") == 1
+    assert api.total("attribution_events_processed_total", app_id=named_id) == 0
+    assert named_stats["events"] == {"accepted": 0, "duplicate": 0, "rejected": 0}
+
+
 def test_other_app_key_cannot_read_records(api, context):
     response = api.client.get(
         "/v1/attributions", params={"app_id": context.app_id}, headers={"Authorization": f"Bearer {context.other_key}"}
