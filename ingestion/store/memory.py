@@ -632,3 +632,10 @@ def _write_atomically(path: Path, data: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+    # The rename is durable only once the folder is synced. Without this, a power
+    # loss after the journal was emptied could bring back the previous snapshot.
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
