@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -261,3 +263,28 @@ async def test_journal_replay_uses_settings_of_the_time(make_harness):
         assert (await restarted.record("after"))["status"] == "organic"
     finally:
         await restarted.store.stop()
+
+
+async def test_snapshot_rename_synced_before_journal_emptied(make_harness, monkeypatch):
+    harness = await make_harness()
+    await harness.send(event("install", "install", T, gaid="g-1"))
+    store = harness.store
+    steps: list[str] = []
+    real_fsync = os.fsync
+    real_open = open
+
+    def recording_fsync(descriptor: int) -> None:
+        if stat.S_ISDIR(os.fstat(descriptor).st_mode):
+            steps.append("folder synced")
+        real_fsync(descriptor)
+
+    def recording_open(file, mode="r", *args, **kwargs):
+        if Path(file) == store.journal_path and "w" in mode:
+            steps.append("journal emptied")
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr("builtins.open", recording_open)
+    await store.stop()
+
+    assert steps == ["folder synced", "journal emptied"]
