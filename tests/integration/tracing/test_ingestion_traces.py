@@ -25,7 +25,7 @@ from tests.support.services import free_port, start_ingestion
 PROTOCOLS = ["grpc", "http/protobuf"]
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 HISTOGRAM = "attribution_event_processing_duration_seconds"
-# The service stops its tracing within 5 s; the rest is uvicorn and the store.
+# The service stops its tracing within 5 s, and uvicorn and the store take the rest.
 SHUTDOWN_DEADLINE_S = 12.0
 
 
@@ -60,10 +60,6 @@ def exemplars_of(metrics_text: str, family_name: str) -> list:
             if sample.exemplar is not None:
                 found.append(sample)
     return found
-
-
-def otel_total(api: Api, name: str) -> float:
-    return api.total(name)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -147,16 +143,16 @@ def test_collector_down_ingestion_goes_on(tmp_path, receiver, protocol):
         api = Api(service)
         app_id, key = api.register()
         receiver.wait_for_spans(lambda spans: any(span.name == "POST /v1/apps" for span in spans))
-        assert otel_total(api, "otel_spans_exported_total") >= 1
+        assert api.total("otel_spans_exported_total") >= 1
 
         receiver.stop()
-        dropped_before = otel_total(api, "otel_spans_dropped_total")
+        dropped_before = api.total("otel_spans_dropped_total")
         now = time.time()
         for number in range(40):
             response = api.post_events(key, [click(app_id, unique("click"), now - number, gaid=unique("device"))])
             assert response.status_code == 200, response.text
             assert response.json()["accepted"] == 1
-        dropped_after = otel_total(api, "otel_spans_dropped_total")
+        dropped_after = api.total("otel_spans_dropped_total")
         assert dropped_after > dropped_before
         assert api.total("otel_spans_dropped_total", reason="queue_full") > 0
         assert api.client.get("/healthz").status_code == 200
@@ -179,7 +175,7 @@ def test_collector_down_ingestion_goes_on(tmp_path, receiver, protocol):
     assert "service stopped" in messages, "the lifespan shutdown did not finish"
 
 
-def test_tracing_off_without_endpoint(tmp_path):
+def test_tracing_off_when_sdk_disabled(tmp_path):
     env = service_env(tmp_path, {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}"})
     env["OTEL_SDK_DISABLED"] = "true"
     with start_ingestion(tmp_path, env=env) as service:
