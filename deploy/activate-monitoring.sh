@@ -4,13 +4,14 @@
 #
 #   deploy/activate-monitoring.sh [--loadtest] [--no-build] [--timeout SECONDS] [--secrets-only]
 #
-# Steps: check prerequisites; create the secrets that are missing under
-# deploy/secrets/ (random admin token and Grafana admin password; empty
-# Slack webhook URL and SMTP password for you to fill in); start the stack;
-# wait for each component's health endpoint; check that Grafana provisioned
-# the four dashboards and that Prometheus scrapes every target; print the
-# URLs. Running it again changes nothing that is already in place: existing
-# secrets are kept and unchanged containers are left running.
+# It checks the prerequisites, then creates the secrets missing under
+# deploy/secrets/: a random admin token and Grafana admin password, and an
+# empty Slack webhook URL and SMTP password for you to fill in. It starts the
+# stack and waits for each component's health endpoint. It checks that
+# Grafana provisioned the four dashboards and that Prometheus scrapes every
+# target, then prints the URLs. Running it again changes nothing that is
+# already in place: existing secrets are kept and unchanged containers are
+# left running.
 #
 # Without Docker, run the same Prometheus and Alertmanager configuration on
 # Debian's packages: deploy/local/run-stack.sh.
@@ -43,7 +44,7 @@ fail() {
 }
 
 usage() {
-    sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 parse_arguments() {

@@ -1,12 +1,12 @@
 """Run Prometheus and Alertmanager on this host without Docker.
 
 They use the Docker Compose stack's configuration, rules and Alertmanager
-routing (see stackconfig.py for what is rewritten), Debian's binaries
-(``apt-get install prometheus prometheus-alertmanager``; optionally
-``prometheus-node-exporter``) and scrape services that run on this host, by
-default on the same ports as in Compose. Start the services first, e.g.
-``unmogrowp up``, then run deploy/local/run-stack.sh. It runs in the
-foreground until Ctrl-C or SIGTERM, and stops what it started.
+routing, rewritten for this host as stackconfig.py describes. The binaries
+are Debian's (``apt-get install prometheus prometheus-alertmanager``, and
+optionally ``prometheus-node-exporter``). They scrape services that run on
+this host, by default on the same ports as in Compose. Start the services
+first, e.g. ``unmogrowp up``, then run deploy/local/run-stack.sh. It runs in
+the foreground until Ctrl-C or SIGTERM, and stops what it started.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ BINARIES = {
 
 
 class StackError(RuntimeError):
-    """The stack cannot start or stopped; the message says what and what to do."""
+    """The stack failed to start or stopped; the message names the cause and the fix."""
 
 
 def find_binary(name: str) -> str:

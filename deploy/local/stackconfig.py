@@ -48,7 +48,7 @@ class StackConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class StackSettings:
-    """What the local stack runs and where."""
+    """The jobs the local stack scrapes, its ports, folders and test overrides."""
 
     data_dir: Path
     secrets_dir: Path
