@@ -2,7 +2,10 @@
 
 Each poll replaces the per-app percentiles and is recorded as a probe, whose share of
 successes is the uptime a pilot is judged on. When a poll fails the last figures are kept
-and marked stale; the tracker keeps serving.
+and marked stale, and the tracker keeps serving. Failed polls in the first
+STARTUP_GRACE_SECONDS after the tracker starts, before any poll succeeded, are not recorded:
+``unmogrowp up`` starts both services together, so the first polls may come before the
+ingestion service listens.
 
 A customer's percentile is the maximum of that percentile over its apps that had events in
 the statistics window. A true combined percentile would need each app's full latency
@@ -30,6 +33,7 @@ DEFAULT_POLL_INTERVAL_SECONDS = 15.0
 STALE_AFTER_INTERVALS = 3
 # While the service stays unreachable, one warning is logged every this many failed polls.
 FAILURE_LOG_EVERY = 20
+STARTUP_GRACE_SECONDS = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +106,7 @@ class LatencyMonitor:
         self.last_attempt_at: dt.datetime | None = None
         self.last_error: str | None = None
         self.consecutive_failures = 0
+        self.started_at = clock()
         self._task: asyncio.Task | None = None
 
     @property
@@ -133,7 +138,7 @@ class LatencyMonitor:
             self.last_error = None
             self.consecutive_failures = 0
         ok = self.last_error is None
-        if self._record_probe is not None:
+        if self._record_probe is not None and (ok or not self._starting_up()):
             try:
                 await self._record_probe(ok, self.last_error)
             except Exception:
@@ -141,6 +146,12 @@ class LatencyMonitor:
         if self._on_poll is not None:
             await self._on_poll()
         return ok
+
+    def _starting_up(self) -> bool:
+        """Return whether no poll has succeeded yet within STARTUP_GRACE_SECONDS of the start."""
+        if self.last_success_at is not None:
+            return False
+        return (self._clock() - self.started_at).total_seconds() < STARTUP_GRACE_SECONDS
 
     def _note_failure(self, message: str) -> None:
         self.consecutive_failures += 1
@@ -160,6 +171,7 @@ class LatencyMonitor:
             await asyncio.sleep(self.interval_seconds)
 
     def start(self) -> None:
+        self.started_at = self._clock()
         self._task = asyncio.create_task(self.run(), name="ingestion-stats-poll")
 
     async def stop(self) -> None:

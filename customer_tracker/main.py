@@ -19,6 +19,8 @@ DEFAULT_PORT = 8084
 DEFAULT_INGESTION_URL = "http://127.0.0.1:8081"
 DATABASE_ENV = "UNMOGROWP_TRACKER_DATABASE"
 INGESTION_URL_ENV = "UNMOGROWP_INGESTION_URL"
+STATS_INTERVAL_ENV = "UNMOGROWP_TRACKER_STATS_INTERVAL"
+METRICS_REFRESH_ENV = "UNMOGROWP_TRACKER_METRICS_REFRESH"
 
 
 def positive_seconds(text: str) -> float:
@@ -39,6 +41,8 @@ def http_url(text: str) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # The interval defaults are strings, so argparse checks a value from the environment with
+    # the option's type and names the option when it is invalid.
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=port_number, default=DEFAULT_PORT, help="TCP port to listen on")
     parser.add_argument(
@@ -59,17 +63,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stats-interval",
         type=positive_seconds,
-        default=DEFAULT_POLL_INTERVAL_SECONDS,
+        default=os.environ.get(STATS_INTERVAL_ENV, f"{DEFAULT_POLL_INTERVAL_SECONDS:g}"),
         metavar="SECONDS",
-        help="seconds between polls of the ingestion service's /v1/stats for per-customer latency and uptime",
+        help="seconds between polls of the ingestion service's /v1/stats for per-customer latency and uptime "
+        f"(environment: {STATS_INTERVAL_ENV})",
     )
     parser.add_argument(
         "--metrics-refresh",
         type=positive_seconds,
-        default=DEFAULT_METRICS_REFRESH_SECONDS,
+        default=os.environ.get(METRICS_REFRESH_ENV, f"{DEFAULT_METRICS_REFRESH_SECONDS:g}"),
         metavar="SECONDS",
         help="seconds between rebuilds of the customer metrics from the database (writes of this process "
-        "show at once; this catches writes of other replicas)",
+        f"show at once; this catches writes of other replicas) (environment: {METRICS_REFRESH_ENV})",
     )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
                         help="lowest level of log lines written to stderr")

@@ -118,7 +118,7 @@ def test_help_names_units_and_defaults():
     tracker_help = subprocess.run(unmogrowp_command() + ["tracker", "--help"], capture_output=True, text=True,
                                   timeout=120).stdout
     for words in ("default: 127.0.0.1", "default: 8084", "default: sqlite:///var/tracker.db",
-                  "default: http://127.0.0.1:8081", "seconds between polls", "default: 15.0"):
+                  "default: http://127.0.0.1:8081", "seconds between polls", "default: 15)"):
         assert words in " ".join(tracker_help.split())
     customers_help = subprocess.run(unmogrowp_command() + ["customers", "--help"], capture_output=True, text=True,
                                     timeout=120).stdout

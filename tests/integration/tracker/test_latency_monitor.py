@@ -1,11 +1,10 @@
 """The statistics poller against a real HTTP server: success, failure and overdue polls."""
 
-import datetime as dt
 
 from customer_tracker.ingestion_client import IngestionClient
 from customer_tracker.latency import LatencyMonitor
 
-from .conftest import ADMIN_TOKEN, START, Clock, FakeIngestion
+from .conftest import ADMIN_TOKEN, START, Clock
 
 
 async def test_poll_states(ingestion):
@@ -67,3 +66,31 @@ async def test_attribution_pages_followed(ingestion):
     assert [record["install_event_id"] for record in records] == [f"i-{n}" for n in range(5)]
     assert unknown == []
     assert sum("/v1/attributions?app_id=a" in url for url in ingestion.requests) == 3
+
+
+async def test_failures_at_startup_not_counted(ingestion):
+    clock = Clock(START)
+    probes = []
+
+    async def record_probe(ok, error):
+        probes.append(ok)
+
+    ingestion.stop()
+    client = IngestionClient(ingestion.url, ADMIN_TOKEN)
+    monitor = LatencyMonitor(client, interval_seconds=10, record_probe=record_probe, clock=clock)
+    try:
+        assert await monitor.poll_once() is False
+        clock.advance(seconds=29)
+        assert await monitor.poll_once() is False
+        assert probes == []
+        assert monitor.stale is True
+
+        clock.advance(seconds=1)
+        assert await monitor.poll_once() is False
+        assert probes == [False]
+
+        ingestion.start()
+        assert await monitor.poll_once() is True
+        assert probes == [False, True]
+    finally:
+        await client.aclose()
