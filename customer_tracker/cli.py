@@ -262,11 +262,13 @@ def _run_command(api: Api, args: argparse.Namespace) -> Any:
         return api.request("POST", "/v1/customers", write=True, json=_customer_body(args, create=True)), _print_customer
     if command == "update":
         return api.request("PATCH", customer_path, write=True, json=_customer_body(args, create=False)), _print_customer
+
     if command == "delete":
         api.request("DELETE", customer_path, write=True)
         return {"deleted": args.customer_id}, lambda document: print(f"deleted {document['deleted']}")
     if command == "list":
         return _list_all(api, args), _print_customer_list
+
     if command == "phase":
         document = api.request("PUT", customer_path + "/phase", write=True, json={"phase": args.phase})
         return document, lambda d: print(f"{d['customer_id']} is in phase {d['phase']}")
@@ -278,6 +280,7 @@ def _run_command(api: Api, args: argparse.Namespace) -> Any:
         return document, lambda d: print(f"survey {d['survey_id']} recorded: {d['score_percent']:g} %")
     if command == "ticket":
         return _ticket_command(api, args, customer_path)
+
     if command == "reconcile":
         try:
             content = args.file.read_bytes()
@@ -286,6 +289,7 @@ def _run_command(api: Api, args: argparse.Namespace) -> Any:
         document = api.request("POST", customer_path + "/reconciliations", write=True, content=content,
                                headers={"Content-Type": _reference_media_type(args)})
         return document, lambda d: _print_reconciliation(d, args.show_mismatches)
+
     if command == "status":
         if args.customer_id is None:
             return api.request("GET", "/v1/status"), _print_summary

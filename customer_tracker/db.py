@@ -25,7 +25,7 @@ DEFAULT_DATABASE_URL = "sqlite:///var/tracker.db"
 
 
 class DatabaseUrlError(ValueError):
-    """The database URL names no supported database; the message says which URLs work."""
+    """The database URL names no supported database; the message lists the URLs that work."""
 
 
 def normalize_url(text: str) -> URL:
@@ -109,6 +109,6 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 def ping(engine: Engine) -> None:
-    """Run ``SELECT 1``; raises the driver's error when the database does not answer."""
+    """Run ``SELECT 1``, raising the driver's error when the database is unreachable."""
     with engine.connect() as connection:
         connection.execute(sa.text("SELECT 1"))

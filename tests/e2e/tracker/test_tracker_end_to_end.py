@@ -1,11 +1,11 @@
 """A pilot from replay to Prometheus: both services under ``unmogrowp up``, the tracker's CLI,
 promtool, and the operations guide's queries against a real Prometheus.
 
-Two pilots: ``replay-games`` owns the apps of a replayed TalkingData-format sample and
-uploads the file's own attribution as its reference; ``control-apps`` owns an app fed with
-a few clicks and installs that the service attributes by device id, and uploads the
-service's own records, so it meets every success criterion while ``replay-games`` misses
-satisfaction. So the success rate is 50 %.
+Two pilots take part. ``replay-games`` owns the apps of a replayed TalkingData-format sample
+and uploads the file's own attribution as its reference. ``control-apps`` owns an app fed
+with a few clicks and installs that the service attributes by device id, and uploads the
+service's own records. The control pilot meets every success criterion and ``replay-games``
+misses satisfaction, so the success rate is 50 %.
 """
 
 from __future__ import annotations

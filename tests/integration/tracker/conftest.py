@@ -2,7 +2,7 @@
 
 Every test runs twice, on SQLite in a file and on PostgreSQL at 127.0.0.1:5432 in a database
 created for this run (``tracker_test_<random>``) and dropped after it. The tracker runs
-in-process under uvicorn on a free port with a settable clock; the ingestion service is a
+in-process under uvicorn on a free port with a settable clock. The ingestion service is a
 small FastAPI app on another port that serves ``/v1/stats`` and ``/v1/attributions`` from
 data the test sets.
 """

@@ -1,6 +1,5 @@
 """The statistics poller against a real HTTP server: success, failure and overdue polls."""
 
-
 from customer_tracker.ingestion_client import IngestionClient
 from customer_tracker.latency import LatencyMonitor
 
