@@ -251,10 +251,22 @@ def validate_event(event: Event, now: float, default_platform: str) -> str | Non
             if event.currency is None:
                 return "currency: required when revenue is sent; send an ISO 4217 code such as USD"
 
-    if event.idfa == ZERO_ADVERTISING_ID:
-        event.idfa = None
-    if event.gaid == ZERO_ADVERTISING_ID:
-        event.gaid = None
+    # Identifiers are compared in lower case: networks and SDKs disagree on the
+    # case of the same IDFA or GAID.
+    if event.idfa is not None:
+        event.idfa = event.idfa.lower()
+        if event.idfa == ZERO_ADVERTISING_ID:
+            event.idfa = None
+    if event.gaid is not None:
+        event.gaid = event.gaid.lower()
+        if event.gaid == ZERO_ADVERTISING_ID:
+            event.gaid = None
+    if event.idfv is not None:
+        event.idfv = event.idfv.lower()
+    if event.oaid is not None:
+        event.oaid = event.oaid.lower()
+    if event.android_id is not None:
+        event.android_id = event.android_id.lower()
     if event.ip is not None and not is_ip_address(event.ip):
         return f"ip: {event.ip!r} is not an IPv4 or IPv6 address"
     if event.params is not None and len(_params_encoder.encode(event.params)) > MAX_PARAMS_BYTES:

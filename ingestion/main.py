@@ -48,18 +48,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch-events", type=positive_int, default=10_000, help="most events accepted in one request")
     parser.add_argument("--dedup-horizon", type=positive_int, default=7 * 86400,
                         help="seconds an event id is remembered for duplicate detection")
-    parser.add_argument("--max-dedup-entries", type=positive_int, default=10_000_000,
+    parser.add_argument("--max-dedup-entries", type=positive_int, default=MemoryLimits.max_dedup_entries,
                         help="event ids remembered across all apps; past it the oldest are forgotten")
-    parser.add_argument("--max-touches", type=positive_int, default=5_000_000,
+    parser.add_argument("--max-touches", type=positive_int, default=MemoryLimits.max_touches,
                         help="clicks and impressions kept across all apps; past it the oldest are evicted")
-    parser.add_argument("--max-installs", type=positive_int, default=5_000_000,
+    parser.add_argument("--max-installs", type=positive_int, default=MemoryLimits.max_installs,
                         help="installs kept for reinstall detection across all apps; past it the oldest are evicted")
-    parser.add_argument("--max-records", type=positive_int, default=5_000_000,
+    parser.add_argument("--max-records", type=positive_int, default=MemoryLimits.max_records,
                         help="attribution records kept across all apps; past it the oldest are evicted")
     parser.add_argument("--late-arrival", type=positive_int, default=86400,
                         help="seconds a touch is kept past its window, for events that arrive late")
     parser.add_argument("--fsync-interval", type=float, default=1.0,
                         help="seconds between fsync calls on the journal: what a power loss can lose")
+    parser.add_argument("--journal-max-bytes", type=positive_int, default=512 * 1024 * 1024,
+                        help="journal size in bytes past which the store writes a snapshot and empties the journal; "
+                        "event requests wait while it does")
     parser.add_argument("--stats-window", type=positive_int, default=300,
                         help="seconds of history behind the latency percentiles of /v1/stats")
     parser.add_argument("--max-networks-per-app", type=positive_int, default=100,
@@ -79,7 +82,9 @@ def build_store(args: argparse.Namespace) -> Store:
         dedup_horizon_s=args.dedup_horizon,
         late_arrival_s=args.late_arrival,
     )
-    return MemoryStore(args.data_dir, limits=limits, fsync_interval=args.fsync_interval)
+    return MemoryStore(
+        args.data_dir, limits=limits, fsync_interval=args.fsync_interval, journal_max_bytes=args.journal_max_bytes
+    )
 
 
 def build_app(args: argparse.Namespace, admin_token: str):
