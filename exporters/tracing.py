@@ -279,7 +279,13 @@ def child_span(name: str, attributes: dict[str, Any] | None = None):
     recorded on the span, which then has the error status.
     """
     tracer = _tracer
-    if tracer is None or not trace.get_current_span().is_recording():
+    if tracer is None:
+        return _NO_SPAN
+    # Inside a request, the request's span decides: reading it is cheaper
+    # than looking the current span up in the OpenTelemetry context.
+    request = current_request.get()
+    parent = request.span if request is not None and request.span is not None else trace.get_current_span()
+    if not parent.is_recording():
         return _NO_SPAN
     return tracer.start_as_current_span(name, attributes=attributes)
 

@@ -34,6 +34,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -318,6 +319,103 @@ def run(
     }
 
 
+# -- per-request overhead ----------------------------------------------------------------------
+
+def _overhead_app(middleware: bool = True):
+    """Return an ASGI app whose one route makes the tracing calls of POST /v1/events, and no other work."""
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from exporters.tracing import child_span, current_exemplar, record_batch
+    from exporters.tracing_asgi import TracingMiddleware
+
+    async def events(request) -> Response:
+        with child_span("decode"):
+            pass
+        with child_span("attribute", {"unmogrowp.app_id": "bench", "unmogrowp.batch.size": 1000}):
+            with child_span("store"):
+                pass
+        current_exemplar()
+        record_batch(app_id="bench", batch_size=1000, accepted=1000, duplicates=0, rejected=0)
+        return Response(b"{}", media_type="application/json")
+
+    app = Starlette(routes=[Route("/v1/events", events, methods=["POST"])])
+    return TracingMiddleware(app) if middleware else app
+
+
+async def _call_asgi(app, count: int) -> None:
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/v1/events", "raw_path": b"/v1/events", "query_string": b"",
+        "root_path": "", "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8081),
+    }
+
+    async def receive():
+        return {"type": "http.request", "body": b"[]", "more_body": False}
+
+    async def send(message) -> None:
+        pass
+
+    for _ in range(count):
+        await app(dict(scope), receive, send)
+
+
+def run_overhead(requests: int = 20_000, rounds: int = 5) -> dict:
+    """Time the tracing work of one request in process, without sockets, per setting.
+
+    Each setting configures tracing from its OTEL_* variables in this process,
+    then drives ``requests`` requests through ``TracingMiddleware`` and a
+    route that makes the same tracing calls as POST /v1/events. The result is
+    the median over rounds of microseconds per request, next to the same
+    route without the middleware and with tracing off (``no middleware``).
+    The SDK's export warnings are silenced while it runs.
+    """
+    from starlette.applications import Starlette  # noqa: F401 - fail early without Starlette
+
+    from exporters.metrics import Registry
+    from exporters.tracing import configure_tracing
+
+    sys.path.insert(0, str(REPOSITORY))
+    from tests.support.otlp_receiver import OtlpReceiver
+
+    saved = {name: value for name, value in os.environ.items() if name.startswith("OTEL_")}
+    quiet = [logging.getLogger(name) for name in ("opentelemetry", "exporters")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.CRITICAL)
+    results = {}
+    try:
+        with OtlpReceiver() as receiver:
+            for setting in ("no middleware", *SETTINGS):
+                for name in list(os.environ):
+                    if name.startswith("OTEL_"):
+                        del os.environ[name]
+                tracing_setting = "tracing off" if setting == "no middleware" else setting
+                os.environ.update({name: value for name, value in _tracing_env(tracing_setting, receiver.grpc_endpoint).items()
+                                   if name.startswith("OTEL_")})
+                handle = configure_tracing("bench-overhead", Registry(process_metrics=False))
+                app = _overhead_app(middleware=setting != "no middleware")
+                asyncio.run(_call_asgi(app, requests // 10))
+                timings = []
+                for _ in range(rounds):
+                    started = time.perf_counter()
+                    asyncio.run(_call_asgi(app, requests))
+                    timings.append((time.perf_counter() - started) / requests * 1e6)
+                if handle is not None:
+                    handle.shutdown(timeout_s=2.0)
+                results[setting] = statistics.median(timings)
+    finally:
+        for name in list(os.environ):
+            if name.startswith("OTEL_"):
+                del os.environ[name]
+        os.environ.update(saved)
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
+    return {"requests": requests, "rounds": rounds, "microseconds_per_request": results}
+
+
 def format_table(result: dict) -> str:
     """Format the results as a Markdown table."""
     lines = [
@@ -345,8 +443,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=4, help="keep-alive connections, one request in flight each")
     parser.add_argument("--server-cpu", type=int, default=None, help="CPU the services are pinned to (taskset)")
     parser.add_argument("--client-cpu", type=int, default=None, help="CPU this load generator is pinned to")
+    parser.add_argument("--overhead", action="store_true",
+                        help="time the tracing work per request in process instead of loading services")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     args = parser.parse_args(argv)
+    if args.overhead:
+        result = run_overhead(rounds=args.rounds)
+        if args.json:
+            print(json.dumps(result, indent=2))
+        else:
+            for setting, microseconds in result["microseconds_per_request"].items():
+                print(f"{setting}: {microseconds:.1f} us per request")
+        return 0
     result = run(args.duration, args.rounds, args.warmup, args.batch_size, args.connections,
                  args.server_cpu, args.client_cpu)
     print(json.dumps(result, indent=2) if args.json else format_table(result))
