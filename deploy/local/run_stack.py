@@ -234,8 +234,14 @@ def run(settings: StackSettings) -> int:
             "--cluster.listen-address=",
         ])
         if node_exporter_bin:
-            stack.start("node-exporter", [node_exporter_bin,
-                                          f"--web.listen-address={LOOPBACK}:{settings.node_exporter_port}"])
+            # The textfile folder lets a cron job add figures; it is empty by default.
+            textfile_dir = settings.data_dir / "node-exporter-textfile"
+            textfile_dir.mkdir(exist_ok=True)
+            stack.start("node-exporter", [
+                node_exporter_bin,
+                f"--web.listen-address={LOOPBACK}:{settings.node_exporter_port}",
+                f"--collector.textfile.directory={textfile_dir}",
+            ])
         prometheus_url = f"http://{LOOPBACK}:{settings.prometheus_port}"
         stack.start("prometheus", [
             prometheus_bin,
