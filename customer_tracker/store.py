@@ -80,6 +80,22 @@ class Store:
     # -- customers ----------------------------------------------------------
 
     def create_customer(self, body: schemas.CustomerCreate) -> models.Customer:
+        try:
+            self._insert_customer(body)
+        except sa.exc.IntegrityError:
+            raise self._concurrent_write(body.customer_id) from None
+        return self.get_customer(body.customer_id)
+
+    @staticmethod
+    def _concurrent_write(customer_id: str) -> Conflict:
+        # The checks before the write passed, so another request wrote the same customer id or app
+        # id between them and the commit.
+        return Conflict(
+            f"customer {customer_id!r} or one of its apps was written by another request at the same time: "
+            "read the customer and retry"
+        )
+
+    def _insert_customer(self, body: schemas.CustomerCreate) -> None:
         now = self._clock()
         with self._sessions.begin() as session:
             if session.get(models.Customer, body.customer_id) is not None:
@@ -106,7 +122,6 @@ class Store:
                 models.PhaseChange(from_phase=None, to_phase="discovery", changed_at=now)
             ]
             session.add(customer)
-        return self.get_customer(body.customer_id)
 
     def _check_apps_free(self, session: Session, customer_id: str, app_ids: Iterable[str]) -> None:
         app_ids = list(app_ids)
@@ -165,16 +180,19 @@ class Store:
 
     def update_customer(self, customer_id: str, body: schemas.CustomerUpdate) -> models.Customer:
         changes = body.model_dump(exclude_unset=True)
-        with self._sessions.begin() as session:
-            customer = self._load_customer(session, customer_id)
-            app_ids = changes.pop("app_ids", None)
-            if app_ids is not None:
-                self._check_apps_free(session, customer_id, app_ids)
-                kept = {app.app_id: app for app in customer.apps if app.app_id in app_ids}
-                customer.apps = [kept.get(app_id) or models.CustomerApp(app_id=app_id) for app_id in app_ids]
-            for name, value in changes.items():
-                setattr(customer, name, value)
-            customer.updated_at = self._clock()
+        try:
+            with self._sessions.begin() as session:
+                customer = self._load_customer(session, customer_id)
+                app_ids = changes.pop("app_ids", None)
+                if app_ids is not None:
+                    self._check_apps_free(session, customer_id, app_ids)
+                    kept = {app.app_id: app for app in customer.apps if app.app_id in app_ids}
+                    customer.apps = [kept.get(app_id) or models.CustomerApp(app_id=app_id) for app_id in app_ids]
+                for name, value in changes.items():
+                    setattr(customer, name, value)
+                customer.updated_at = self._clock()
+        except sa.exc.IntegrityError:
+            raise self._concurrent_write(customer_id) from None
         return self.get_customer(customer_id)
 
     def delete_customer(self, customer_id: str) -> None:

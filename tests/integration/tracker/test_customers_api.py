@@ -246,3 +246,33 @@ def test_health_and_openapi_pages(tracker):
         assert path in paths
     reconciliation = paths["/v1/customers/{customer_id}/reconciliations"]["post"]["requestBody"]["content"]
     assert set(reconciliation) == {"text/csv", "application/json"}
+
+
+def test_deleted_customer_leaves_no_history(tracker, ingestion):
+    ingestion.add_record("acme.ios", "i-1", "AdNet")
+    tracker.add_customer("acme", app_ids=["acme.ios"])
+    tracker.put("/v1/customers/acme/phase", json={"phase": "setup"})
+    tracker.post("/v1/customers/acme/surveys", json={"score": 50})
+    tracker.post("/v1/customers/acme/tickets", json={"title": "old ticket"})
+    tracker.post("/v1/customers/acme/reconciliations", content=b"i-1,AdNet\n", headers={"Content-Type": "text/csv"})
+    assert tracker.delete("/v1/customers/acme").status_code == 204
+
+    tracker.add_customer("acme", app_ids=["acme.ios"])
+
+    assert [c["to_phase"] for c in tracker.get("/v1/customers/acme/phase").json()["history"]] == ["discovery"]
+    assert tracker.get("/v1/customers/acme/surveys").json()["items"] == []
+    assert tracker.get("/v1/customers/acme/tickets").json()["items"] == []
+    assert tracker.get("/v1/customers/acme/reconciliations").json()["items"] == []
+
+
+def test_concurrent_creates_one_wins(tracker):
+    import concurrent.futures
+
+    def create(number):
+        return tracker.post("/v1/customers", json={"customer_id": "race", "company_name": f"Racer {number}"}).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(create, range(8)))
+
+    assert sorted(statuses) == [201] + [409] * 7
+    assert len(tracker.get("/v1/customers").json()["items"]) == 1
