@@ -215,15 +215,20 @@ class IngestedAttribution:
 
 async def index_records(
     app_ids: Iterable[str],
-    wanted: set[str],
+    install_ids: set[str],
     fetch_app: Callable[[str], AsyncIterator[dict]],
 ) -> dict[str, list[IngestedAttribution]]:
-    """Read the records of each app and keep those whose install is in ``wanted``."""
+    """Read the records of each app and keep those whose install is in ``install_ids``.
+
+    NOTE: this reads every record of the customer's apps, because the ingestion service has no
+    lookup of many installs in one request. The cost grows with the apps' records, not with
+    the reference.
+    """
     index: dict[str, list[IngestedAttribution]] = {}
     for app_id in app_ids:
         async for record in fetch_app(app_id):
             install_event_id = record.get("install_event_id")
-            if install_event_id not in wanted:
+            if install_event_id not in install_ids:
                 continue
             index.setdefault(install_event_id, []).append(
                 IngestedAttribution(

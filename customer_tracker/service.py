@@ -169,8 +169,8 @@ class Tracker:
             self.reconciliation_metrics.runs.labels("rejected").inc()
             raise
         try:
-            wanted = {row.install_event_id for row in rows}
-            index = await reconcile.index_records(app_ids, wanted, self.client.iter_attributions)
+            install_ids = {row.install_event_id for row in rows}
+            index = await reconcile.index_records(app_ids, install_ids, self.client.iter_attributions)
         except TrackerError as error:
             self.reconciliation_metrics.runs.labels("failed").inc()
             logger.warning("reconciliation failed", extra={"customer_id": customer_id, "error": error.message})

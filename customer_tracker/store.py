@@ -186,8 +186,8 @@ class Store:
                 app_ids = changes.pop("app_ids", None)
                 if app_ids is not None:
                     self._check_apps_free(session, customer_id, app_ids)
-                    kept = {app.app_id: app for app in customer.apps if app.app_id in app_ids}
-                    customer.apps = [kept.get(app_id) or models.CustomerApp(app_id=app_id) for app_id in app_ids]
+                    current = {app.app_id: app for app in customer.apps}
+                    customer.apps = [current.get(app_id) or models.CustomerApp(app_id=app_id) for app_id in app_ids]
                 for name, value in changes.items():
                     setattr(customer, name, value)
                 customer.updated_at = self._clock()

@@ -120,7 +120,7 @@ def test_compare_reasons_and_accuracy():
     assert network["actual_network"] is None
 
 
-async def test_index_keeps_wanted_installs():
+async def test_index_keeps_requested_installs():
     pages = {"a": [{"install_event_id": "i-1", "network": "X"}, {"install_event_id": "other", "network": "Y"}],
              "b": [{"install_event_id": "i-1", "app_id": "b", "network": "Z", "campaign": "c"}]}
 
