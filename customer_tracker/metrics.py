@@ -13,14 +13,14 @@ from collections.abc import Callable, Iterator, Sequence
 from prometheus_client.core import GaugeMetricFamily
 
 from customer_tracker.latency import PERCENTILES, LatencyMonitor
-from customer_tracker.scoring import PHASES
+from customer_tracker.scoring import PHASES, SATISFACTION_SURVEY_COUNT
 from customer_tracker.status import CustomerStatus
 from exporters.metrics import Counter, Registry
 
 
 def _families() -> dict[str, GaugeMetricFamily]:
     specs = [
-        ("customer_satisfaction_score", "Satisfaction in percent (0-100): mean of the customer's latest 5 surveys.",
+        ("customer_satisfaction_score", f"Satisfaction in percent (0-100): mean of the customer's latest {SATISFACTION_SURVEY_COUNT} surveys.",
          ["customer_id", "company_name"]),
         ("attribution_accuracy_percent", "Share of the customer's reference installs whose attribution matched, "
          "in percent, from the latest reconciliation run.", ["customer_id"]),
