@@ -8,6 +8,7 @@ import binascii
 import logging
 import time
 from collections import Counter as Tally
+from operator import attrgetter
 from dataclasses import dataclass
 
 import msgspec
@@ -208,29 +209,23 @@ async def post_events(request: Request) -> Response:
         tally[(fallback_app, UNKNOWN, UNKNOWN, "rejected")] += 1
         rejected_by_app[fallback_app] += 1
 
-    groups: dict[str, tuple[AppSettings, list[Event]]] = {}
     store = service.store
+    # Judge each distinct app id once per batch, not once per event.
+    verdicts: dict[str, tuple[AppSettings | None, str | None, str]] = {}
+    for app_id in {event.app_id for event in events if event is not None}:
+        verdicts[app_id] = _judge_app(store, principal, app_id)
+
+    groups: dict[str, tuple[AppSettings, list[Event]]] = {}
     for index, event in enumerate(events):
         if event is None:
             continue
-        stored = store.cached_app(event.app_id)
-        if stored is None:
-            message = f"app_id: app {event.app_id!r} is not registered; register it with POST /v1/apps"
-            label = UNREGISTERED_APP
-        elif principal.app_id is not None and principal.app_id != event.app_id:
-            message = (
-                f"app_id: the ingest key belongs to app {principal.app_id!r}, not {event.app_id!r}; "
-                "send each app's events with its own key"
-            )
-            # Count it for the sender, so one app's mistakes never show in another app's figures.
-            label = principal.app_id
-        else:
-            message = validate_event(event, now, stored.settings.platform)
-            label = event.app_id
+        settings, message, label = verdicts[event.app_id]
+        if message is None:
+            message = validate_event(event, now, settings.platform)
             if message is None:
                 group = groups.get(label)
                 if group is None:
-                    group = groups[label] = (stored.settings, [])
+                    group = groups[label] = (settings, [])
                 group[1].append(event)
                 continue
         errors.append(EventError(index, event.event_id, message))
@@ -260,13 +255,13 @@ async def post_events(request: Request) -> Response:
                 503, f"the event store is unavailable ({error}); retry later, retries are safe",
                 headers={"Retry-After": RETRY_AFTER_UNAVAILABLE},
             ) from None
+        # Counted by C-level iteration: (event_type, platform, is_duplicate) -> events.
+        by_kind = Tally(zip(map(_event_type, app_events), map(_platform, app_events), outcome.duplicate_flags))
         duplicates = 0
-        for event, duplicate in zip(app_events, outcome.duplicate_flags):
+        for (event_type, platform, duplicate), count in by_kind.items():
             if duplicate:
-                duplicates += 1
-                tally[(app_id, event.event_type, event.platform, "duplicate")] += 1
-            else:
-                tally[(app_id, event.event_type, event.platform, "accepted")] += 1
+                duplicates += count
+            tally[(app_id, event_type, platform, "duplicate" if duplicate else "accepted")] += count
         accepted = len(app_events) - duplicates
         accepted_total += accepted
         duplicates_total += duplicates
@@ -301,6 +296,25 @@ async def post_events(request: Request) -> Response:
     return json_response(
         {"accepted": accepted_total, "duplicates": duplicates_total, "rejected": len(errors), "errors": errors}
     )
+
+
+_event_type = attrgetter("event_type")
+_platform = attrgetter("platform")
+
+
+def _judge_app(store: Store, principal: Principal, app_id: str) -> tuple[AppSettings | None, str | None, str]:
+    """Return the app's settings, why its events are rejected (or None), and their metric label."""
+    stored = store.cached_app(app_id)
+    if stored is None:
+        return None, f"app_id: app {app_id!r} is not registered; register it with POST /v1/apps", UNREGISTERED_APP
+    if principal.app_id is not None and principal.app_id != app_id:
+        message = (
+            f"app_id: the ingest key belongs to app {principal.app_id!r}, not {app_id!r}; "
+            "send each app's events with its own key"
+        )
+        # Count it for the sender, so one app's mistakes never show in another app's figures.
+        return None, message, principal.app_id
+    return stored.settings, None, app_id
 
 
 def _parse_time(name: str, text: str | None) -> float | None:

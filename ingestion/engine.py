@@ -72,22 +72,6 @@ def _in_window(touches: Iterable[Touch], install_time: float, window: float) -> 
     return [touch for touch in touches if touch.alive and earliest <= touch.time <= install_time]
 
 
-def _make_touch(view: AppView, event: Event, keys: tuple[str, ...]) -> Touch:
-    return Touch(
-        view.next_seq(),
-        event.event_id,
-        event.event_type == "click",
-        event.event_time,
-        event.network,
-        event.campaign,
-        event.adgroup,
-        event.creative,
-        event.click_id,
-        keys,
-        fingerprint_of(event),
-    )
-
-
 def _candidate_tiers(app: AppSettings, view: AppView, event: Event, keys: tuple[str, ...]):
     """Yield (match_type, candidates latest first) for each tier, in order."""
     install_time = event.event_time
@@ -186,16 +170,41 @@ def attribute_batch(app: AppSettings, view: AppView, events: list[Event], now: f
     """
     outcome = Outcome(duplicate_flags=[False] * len(events))
     flags = outcome.duplicate_flags
+    if not events:
+        return outcome
+    # Bound once per batch: the loop below runs once per event.
+    check_seen = view.check_seen
+    add_touch = view.add_touch
+    next_seq = view.next_seq
+    latest_time = 0.0
     for index, event in enumerate(events):
-        event_id = event.event_id
-        if view.check_seen(event_id, now):
+        if check_seen(event.event_id, now):
             flags[index] = True
             continue
-        view.observe_event_time(event.event_time)
+        event_time = event.event_time
+        if event_time > latest_time:
+            latest_time = event_time
         event_type = event.event_type
 
         if event_type == "click" or event_type == "impression":
-            view.add_touch(_make_touch(view, event, device_keys(event)))
+            fingerprint = None
+            if event.ip is not None and event.user_agent is not None:
+                fingerprint = event.ip + "\x1f" + event.user_agent
+            add_touch(
+                Touch(
+                    next_seq(),
+                    event.event_id,
+                    event_type == "click",
+                    event_time,
+                    event.network,
+                    event.campaign,
+                    event.adgroup,
+                    event.creative,
+                    event.click_id,
+                    device_keys(event),
+                    fingerprint,
+                )
+            )
         elif event_type == "install":
             record = _attribute_install(app, view, event, device_keys(event))
             view.add_record(record)
@@ -208,4 +217,6 @@ def attribute_batch(app: AppSettings, view: AppView, events: list[Event], now: f
             outcome.carried.append((network, event_type))
             if event_type == "in_app" and event.revenue is not None:
                 view.add_revenue(network, campaign, event.currency, event.revenue)
+    # Only the batch's latest event time matters to the view's watermark.
+    view.observe_event_time(latest_time)
     return outcome
