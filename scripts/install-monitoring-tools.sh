@@ -2,7 +2,8 @@
 # Install Debian's prometheus and prometheus-alertmanager packages when promtool or amtool is missing.
 set -euo pipefail
 missing=0
-for tool in prometheus promtool alertmanager amtool; do
+# Debian names the Alertmanager binary prometheus-alertmanager. The deploy end-to-end test also runs node-exporter.
+for tool in prometheus promtool prometheus-alertmanager amtool prometheus-node-exporter; do
     command -v "$tool" >/dev/null 2>&1 || missing=1
 done
 [ "$missing" = 0 ] && exit 0
@@ -18,7 +19,7 @@ fi
 echo "install-monitoring-tools: installing prometheus and prometheus-alertmanager with apt-get"
 export DEBIAN_FRONTEND=noninteractive
 for attempt in 1 2 3 4 5; do
-    if $sudo apt-get install -y --no-install-recommends prometheus prometheus-alertmanager >/dev/null; then
+    if $sudo apt-get install -y --no-install-recommends prometheus prometheus-alertmanager prometheus-node-exporter >/dev/null; then
         break
     fi
     if [ "$attempt" = 5 ]; then
