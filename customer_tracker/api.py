@@ -10,7 +10,6 @@ import hmac
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
-from fastapi.responses import JSONResponse
 
 from customer_tracker import models, schemas
 from customer_tracker.errors import InvalidInput, PayloadTooLarge, Unauthorized
@@ -326,11 +325,3 @@ def customer_status(customer_id: CustomerId, tracker: TrackerDep) -> dict:
 def pilot_summary(tracker: TrackerDep) -> dict:
     """Return the pilot counts and a one-line status per customer."""
     return tracker.summary()
-
-
-def readiness_response(checks: dict[str, bool], tracker: Tracker) -> JSONResponse:
-    ready = all(checks.values())
-    return JSONResponse(
-        {"ready": ready, "checks": checks, "ingestion_stats": tracker.monitor.describe()},
-        status_code=200 if ready else 503,
-    )

@@ -7,9 +7,8 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 
-from customer_tracker.api import readiness_response, router
+from customer_tracker.api import router
 from customer_tracker.errors import IngestionUnavailable, TrackerError, Unauthorized
 from customer_tracker.service import Tracker, TrackerSettings
 from customer_tracker.store import Clock, utc_now
@@ -67,23 +66,14 @@ def build_app(
         service=SERVICE_NAME,
         registry=registry,
         readiness=tracker.readiness,
+        # Stale latency figures do not make the tracker unready (it keeps serving), so the
+        # poll state goes in the body only.
+        readiness_details=lambda: {"ingestion_stats": tracker.monitor.describe()},
         startup=[tracker.start],
         shutdown=[tracker.stop],
         description=DESCRIPTION,
     )
     app.state.tracker = tracker
-
-    # The shared /readyz returns only pass/fail checks. The tracker also reports whether its
-    # latency figures are stale, which must not make it unready (it keeps serving), so it
-    # replaces that route with one that adds the poll state to the same body.
-    app.router.routes[:] = [
-        route for route in app.router.routes if not (isinstance(route, APIRoute) and route.path == "/readyz")
-    ]
-
-    @app.get("/readyz", tags=["operations"])
-    async def readyz() -> JSONResponse:
-        """Readiness: the database runs a query. The body also reports whether the latency figures are stale."""
-        return readiness_response(await tracker.readiness(), tracker)
 
     @app.get("/health", tags=["operations"])
     async def health() -> dict[str, str]:

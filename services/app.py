@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 Hook = Callable[[], Awaitable[None]]
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
+# Extra facts for the /readyz body that do not decide readiness (a stale figure, say).
+ReadinessDetails = Callable[[], dict[str, object]]
 
 REQUEST_DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 UNMATCHED_ROUTE = "unmatched"
@@ -87,6 +89,7 @@ def create_app(
     service: str,
     registry: Registry,
     readiness: ReadinessCheck,
+    readiness_details: ReadinessDetails | None = None,
     startup: Iterable[Hook] = (),
     shutdown: Iterable[Hook] = (),
     description: str = "",
@@ -137,7 +140,10 @@ def create_app(
         """Readiness: every store the service depends on responds."""
         checks = await readiness()
         ready = all(checks.values())
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+        body: dict[str, object] = {"ready": ready, "checks": checks}
+        if readiness_details is not None:
+            body.update(readiness_details())
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     app.add_middleware(RequestMetricsMiddleware, service=service, registry=registry)
     # Added last, so it is the outermost middleware and its span covers the request.
