@@ -22,7 +22,6 @@ including every threshold, is the committed configuration.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -32,8 +31,8 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
+from tests.e2e.deploy.stack_checks import dashboard_expressions, present_metric_names, query_result, wait_until
 from tests.integration.deploy.deploy_files import (
-    DASHBOARD_DIR,
     alerting_rules,
     binary,
     load_yaml,
@@ -133,27 +132,6 @@ def _create_pilots(tracker: RunningService, first_batches: dict[str, list[dict]]
             assert reconciled.status_code in (200, 201), reconciled.text
 
 
-def _wait(condition, timeout: float, description: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"{description} not reached within {timeout} s; last result: {last}")
-
-
-def _result(stack: LocalStack, expression: str) -> list:
-    body = stack.query(expression)
-    assert body["status"] == "success", f"{expression}: {body.get('error')}"
-    return body["data"]["result"]
-
-
-def _present_metric_names(stack: LocalStack) -> set[str]:
-    return {item["metric"]["__name__"] for item in _result(stack, 'group by (__name__) ({__name__=~".+"})')}
-
-
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory) -> Iterator[Platform]:
     binary("prometheus")
@@ -210,19 +188,19 @@ def test_every_target_is_up(platform):
         found = {target["labels"]["job"]: target["health"] for target in targets["data"]["activeTargets"]}
         return found if found == dict.fromkeys(expected, "up") else None
 
-    _wait(health, DATA_TIMEOUT_S, "every target up")
+    wait_until(health, DATA_TIMEOUT_S, "every target up")
 
 
 @pytest.mark.parametrize("expression", GUIDE_QUERIES)
 def test_guide_validation_query_returns_data(platform, expression):
-    _wait(lambda: _result(platform.stack, expression), DATA_TIMEOUT_S, f"data for {expression}")
+    wait_until(lambda: query_result(platform.stack, expression), DATA_TIMEOUT_S, f"data for {expression}")
 
 
 def test_services_export_the_metric_names_the_stack_reads(platform):
     # Wait until the tracker has polled the ingestion service's statistics.
-    _wait(lambda: _result(platform.stack, 'customer_api_latency_ms{percentile="p95"}'), DATA_TIMEOUT_S,
+    wait_until(lambda: query_result(platform.stack, 'customer_api_latency_ms{percentile="p95"}'), DATA_TIMEOUT_S,
           "per-customer latency")
-    present = _present_metric_names(platform.stack)
+    present = present_metric_names(platform.stack)
     for name in ("attribution_events_processed_total", "attribution_event_processing_duration_seconds_bucket",
                  "attribution_active_connections", "attribution_memory_usage_bytes", "attribution_installs_total",
                  "http_requests_total", "customer_satisfaction_score", "attribution_accuracy_percent",
@@ -242,7 +220,7 @@ def _rules_evaluated(stack: LocalStack) -> list[dict] | None:
 
 def test_every_rule_evaluates_without_error(platform):
     # The burn-rate group runs every 30 s, so its first evaluation may take that long.
-    rules = _wait(lambda: _rules_evaluated(platform.stack), DATA_TIMEOUT_S, "a first evaluation of every rule")
+    rules = wait_until(lambda: _rules_evaluated(platform.stack), DATA_TIMEOUT_S, "a first evaluation of every rule")
     expected = sum(len(group["rules"]) for path in rule_files() for group in load_yaml(path)["groups"])
     assert len(rules) == expected
     for rule in rules:
@@ -252,7 +230,7 @@ def test_every_rule_evaluates_without_error(platform):
 def test_recording_rules_return_data(platform):
     # Every input of every recording rule is a metric of the services or
     # another recorded figure, so each must have data.
-    present = _present_metric_names(platform.stack)
+    present = present_metric_names(platform.stack)
     records = recording_rule_names()
     for path in rule_files():
         for group in load_yaml(path)["groups"]:
@@ -260,50 +238,41 @@ def test_recording_rules_return_data(platform):
                 if "record" not in rule:
                     continue
                 assert metric_names(rule["expr"]) <= present | records, rule["record"]
-                _wait(lambda name=rule["record"]: _result(platform.stack, name), DATA_TIMEOUT_S,
+                wait_until(lambda name=rule["record"]: query_result(platform.stack, name), DATA_TIMEOUT_S,
                       f"data for {rule['record']}")
 
 
 def test_alert_expressions_evaluate(platform):
     for rule in alerting_rules():
-        _result(platform.stack, rule["expr"])
-
-
-def _dashboard_expressions() -> list[tuple[str, str, str]]:
-    found = []
-    for path in sorted(DASHBOARD_DIR.glob("*.json")):
-        for panel in json.loads(path.read_text(encoding="utf-8"))["panels"]:
-            for query in panel["targets"]:
-                found.append((path.name, panel["title"], query["expr"]))
-    return found
+        query_result(platform.stack, rule["expr"])
 
 
 def test_dashboard_expressions_evaluate_and_return_data(platform):
     # Satisfaction, accuracy and latency per customer come from the tracker's
     # snapshot and polls; wait for the last of them before checking.
-    _wait(lambda: _result(platform.stack, 'customer_api_latency_ms{percentile="p95"}'), DATA_TIMEOUT_S,
+    wait_until(lambda: query_result(platform.stack, 'customer_api_latency_ms{percentile="p95"}'), DATA_TIMEOUT_S,
           "per-customer latency")
-    _wait(lambda: _rules_evaluated(platform.stack), DATA_TIMEOUT_S, "a first evaluation of every rule")
-    present = _present_metric_names(platform.stack)
+    wait_until(lambda: _rules_evaluated(platform.stack), DATA_TIMEOUT_S, "a first evaluation of every rule")
+    present = present_metric_names(platform.stack)
     without_data = []
     checked = 0
-    for dashboard, title, expression in _dashboard_expressions():
+    for dashboard, title, expression in dashboard_expressions():
         query = with_variables(expression)
-        result = _result(platform.stack, query)
+        result = query_result(platform.stack, query)
         needs = metric_names(query)
         if expression in STATE_DEPENDENT_PANELS or not needs <= present:
             continue
         if not result:
             # A rate needs two samples in its window; give slow series a moment.
             time.sleep(2)
-            result = _result(platform.stack, query)
+            result = query_result(platform.stack, query)
         checked += 1
         if not result:
             without_data.append(f"{dashboard}: {title}: {query}")
     assert without_data == []
     # Only queries of the load-test exporter, cAdvisor and the firing-alerts
     # table, which this stack does not run or reach here, go unchecked.
-    expected = [expression for _, _, expression in _dashboard_expressions()
+    expected = [expression for _, _, expression in dashboard_expressions()
                 if expression not in STATE_DEPENDENT_PANELS
                 and not any(name.startswith(NOT_RUN_PREFIXES) for name in metric_names(with_variables(expression)))]
     assert checked == len(expected)
@@ -312,15 +281,15 @@ def test_dashboard_expressions_evaluate_and_return_data(platform):
 def test_dashboards_read_only_series_that_exist_somewhere(platform):
     # Series missing here must belong to components this stack does not run:
     # the load-test exporter, cAdvisor and the firing-alerts table.
-    present = _present_metric_names(platform.stack)
-    missing = {name for _, _, expression in _dashboard_expressions()
+    present = present_metric_names(platform.stack)
+    missing = {name for _, _, expression in dashboard_expressions()
                for name in metric_names(with_variables(expression))} - present
     assert {name for name in missing if not name.startswith(NOT_RUN_PREFIXES) and name != "ALERTS"} == set()
 
 
 def test_no_alert_fires_while_healthy(platform):
-    _wait(lambda: _rules_evaluated(platform.stack), DATA_TIMEOUT_S, "a first evaluation of every rule")
-    assert _result(platform.stack, 'ALERTS{alertstate="firing"}') == []
+    wait_until(lambda: _rules_evaluated(platform.stack), DATA_TIMEOUT_S, "a first evaluation of every rule")
+    assert query_result(platform.stack, 'ALERTS{alertstate="firing"}') == []
     alerts = httpx.get(f"{platform.stack.alertmanager_url}/api/v2/alerts", timeout=10).json()
     assert alerts == []
 
@@ -333,13 +302,13 @@ def test_stopping_the_tracker_reaches_alertmanager(platform):
         alerts = httpx.get(f"{platform.stack.alertmanager_url}/api/v2/alerts", timeout=10).json()
         return [alert for alert in alerts if alert["labels"].get("alertname") == "ServiceDown"]
 
-    alerts = _wait(service_down_in_alertmanager, 60, "ServiceDown in Alertmanager")
+    alerts = wait_until(service_down_in_alertmanager, 60, "ServiceDown in Alertmanager")
     assert [alert["labels"]["job"] for alert in alerts] == ["customer-success-tracker"]
     assert alerts[0]["labels"]["severity"] == "critical"
     assert alerts[0]["annotations"]["runbook_url"] == "docs/runbooks.md#servicedown"
     assert alerts[0]["status"]["state"] == "active"
 
-    firing = _result(platform.stack, 'ALERTS{alertstate="firing"}')
+    firing = query_result(platform.stack, 'ALERTS{alertstate="firing"}')
     assert {item["metric"]["alertname"] for item in firing} == {"ServiceDown"}
 
     bodies = platform.slack.wait_for(
