@@ -11,7 +11,7 @@ and routing, then keeps sending a little traffic while the tests check that:
   metric it reads;
 - no alert fires while everything is healthy;
 - stopping the tracker makes ServiceDown reach Alertmanager and its Slack
-  receiver (a loopback server stands in for Slack).
+  receiver (a loopback server replaces Slack).
 
 Test-only settings, so that this takes about a minute instead of hours:
 scrapes and rule evaluations every second (--scrape-interval,
