@@ -32,7 +32,8 @@ class ProcessState:
         self.recorder: CampaignRecorder | None = None  # only in the master or the only process
         self.verdict: Verdict | None = None
         self.run_started = False
-        # (template, sequence) of recent accepted sends; expanding them is left to the reader.
+        # (template, sequence) of recent sends. Expanding one costs a decode of the batch, which
+        # only the tracker user pays when it hands in a reconciliation.
         self.recent_sends: collections.deque[tuple[BatchTemplate, int]] = collections.deque(maxlen=_RECENT_SENDS)
         self._feed: IngestionFeed | None = None
         self._setup_error: SetupError | None = None
@@ -65,6 +66,10 @@ class ProcessState:
     def feed(self) -> IngestionFeed | None:
         """The ingestion feed once the first ingestion user has set it up, else None."""
         return self._feed
+
+    @property
+    def setup_failed(self) -> bool:
+        return self._setup_error is not None
 
     def start_run(self) -> None:
         """Forget the counts and verdict of a previous run in this process."""

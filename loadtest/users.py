@@ -12,6 +12,7 @@ import io
 import logging
 import random
 import socket
+import time
 import urllib.parse
 
 import msgspec
@@ -45,6 +46,7 @@ def new_traceparent() -> str:
 
 
 _IDLE_WAIT_S = 60.0
+_WAIT_FOR_APPS_S = 15.0
 _reported_setup_failure = False
 
 
@@ -164,6 +166,7 @@ class TrackerUserBase(FastHttpUser):
             return
         self.list_customers()
         if self.admin_headers is not None:
+            self._wait_for_apps()
             self._create_own_customer()
 
     def _url(self, path: str) -> str:
@@ -193,6 +196,19 @@ class TrackerUserBase(FastHttpUser):
 
     def _some_customer(self) -> str | None:
         return random.choice(self.customer_ids) if self.customer_ids else None
+
+    def _wait_for_apps(self) -> None:
+        """Wait up to 15 s until this process's ingestion users have registered their apps.
+
+        The user's own customer lists those apps, so that its reconciliations can find the
+        installs. A process that runs no ingestion users creates the customer without apps
+        once the wait is over.
+        """
+        if not any(issubclass(cls, IngestionUserBase) for cls in self.environment.user_classes):
+            return
+        deadline = time.monotonic() + _WAIT_FOR_APPS_S
+        while STATE.feed is None and not STATE.setup_failed and time.monotonic() < deadline:
+            gevent.sleep(0.2)
 
     def _writable(self) -> bool:
         return not self.idle and self.admin_headers is not None and self.own_customer is not None

@@ -1,0 +1,47 @@
+"""The benchmark command end to end, with durations far too short for real figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.integration.loadtest.conftest import REPOSITORY, locust_environment
+
+
+def test_benchmark_writes_report(tmp_path):
+    report = tmp_path / "benchmarks.md"
+    figures = tmp_path / "benchmarks.json"
+    command = [
+        sys.executable, "-m", "loadtest.benchmark", "--duration", "1", "--warmup", "0.5", "--no-pinning",
+        "--connections", "2", "--locust-users", "2", "--metrics-rounds", "1",
+        "--output", str(report), "--json", str(figures),
+    ]
+    env = {**locust_environment(None), "PYTHONPATH": str(REPOSITORY) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+    completed = subprocess.run(command, cwd=REPOSITORY, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, timeout=600)
+
+    assert completed.returncode == 0, completed.stdout[-3000:]
+    document = json.loads(figures.read_text())
+    servers = {server["name"]: server for server in document["servers"]}
+    assert set(servers) == {"bare ceiling", "ingestion service"}
+    for server in servers.values():
+        assert server["events_per_second"] > 0
+        assert server["errors"] == 0
+        assert server["p50_ms"] <= server["p95_ms"] <= server["p99_ms"]
+    locust = {run["name"].split(" ")[1]: run for run in document["locust"]}
+    assert locust["generator"]["events_per_second"] > 0
+    assert locust["generator"]["exit_code"] == 0
+    assert locust["steady"]["p95_ms"] is not None
+    assert document["metrics"]["all_counts_match"] is True
+
+    text = report.read_text()
+    assert "| bare ceiling |" in text
+    assert "| ingestion service |" in text
+    assert document["context"]["cpu"] in text
+    assert "## Metrics core against prometheus_client" in text
+    assert "![throughput and latency](benchmarks.png)" in text
+    assert Path(tmp_path / "benchmarks.png").read_bytes().startswith(b"\x89PNG")
