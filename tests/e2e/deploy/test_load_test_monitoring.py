@@ -25,7 +25,7 @@ import pytest
 from tests.e2e.deploy.stack_checks import dashboard_expressions, query_result, wait_until
 from tests.integration.deploy.deploy_files import REPOSITORY, alerting_rules, binary
 from tests.integration.deploy.local_stack import LocalStack, local_stack
-from tests.integration.deploy.test_dashboards import metric_names, with_variables
+from tests.integration.deploy.promql import metric_names, with_variables
 from tests.support.services import RunningService, free_port, start_ingestion
 
 pytestmark = pytest.mark.e2e

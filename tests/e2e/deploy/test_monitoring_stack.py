@@ -40,7 +40,7 @@ from tests.integration.deploy.deploy_files import (
     rule_files,
 )
 from tests.integration.deploy.local_stack import LocalStack, local_stack
-from tests.integration.deploy.test_dashboards import metric_names, with_variables
+from tests.integration.deploy.promql import metric_names, with_variables
 from tests.integration.deploy.webhook_capture import WebhookCapture
 from tests.support.services import RunningService, free_port, start_ingestion, start_tracker
 

@@ -9,7 +9,6 @@ import re
 import subprocess
 import sys
 
-import promql_parser
 import pytest
 
 from customer_tracker.metrics import TrackerCollector
@@ -24,9 +23,7 @@ from tests.integration.deploy.deploy_files import (
     load_yaml,
     recording_rule_names,
 )
-
-# Values the end-to-end test and this one give to Grafana's variables.
-GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__range": "1h", "$customer": ".*"}
+from tests.integration.deploy.promql import metric_names, with_variables
 
 # The ingestion service's metrics (the tracker's and the load-test exporter's
 # are read from their code below). Histograms appear as their series.
@@ -114,38 +111,6 @@ def panel_expressions() -> list[tuple[str, str, str]]:
     """Return (dashboard file, panel title, expression) of every query."""
     return [(name, panel["title"], query["expr"]) for name, dashboard in dashboards().items()
             for panel in dashboard["panels"] for query in panel["targets"]]
-
-
-def with_variables(expression: str) -> str:
-    for variable, value in GRAFANA_VARIABLES.items():
-        expression = expression.replace(variable, value)
-    return expression
-
-
-def metric_names(expression: str) -> set[str]:
-    """Return the metric names a PromQL expression selects."""
-    names: set[str] = set()
-
-    def visit(node) -> None:
-        if isinstance(node, promql_parser.VectorSelector):
-            names.add(node.name)
-        elif isinstance(node, promql_parser.MatrixSelector):
-            visit(node.vector_selector)
-        elif isinstance(node, promql_parser.BinaryExpr):
-            visit(node.lhs)
-            visit(node.rhs)
-        elif isinstance(node, promql_parser.AggregateExpr):
-            visit(node.expr)
-            if node.param is not None:
-                visit(node.param)
-        elif isinstance(node, promql_parser.Call):
-            for argument in node.args:
-                visit(argument)
-        elif isinstance(node, (promql_parser.ParenExpr, promql_parser.UnaryExpr, promql_parser.SubqueryExpr)):
-            visit(node.expr)
-
-    visit(promql_parser.parse(expression))
-    return names
 
 
 def test_dashboards_match_their_generator():
