@@ -78,8 +78,9 @@ def test_missing_credentials_end_run(ingestion, tmp_path):
 
     run = run_locust(ingestion.url, tmp_path, "--campaign", "smoke", "--campaign-duration", "30s", admin_token=None)
 
-    assert run.returncode != 0
+    assert run.returncode == VERDICT_FAILED_EXIT_CODE
     assert "UNMOGROWP_ADMIN_TOKEN is not set" in run.output
+    assert run.verdict["criteria"]["success_rate"]["passed"] is False
     assert time.monotonic() - started < 25
 
 

@@ -93,3 +93,16 @@ def test_invalid_option_named(arguments, option):
 def test_unknown_campaign_rejected_by_parser():
     with pytest.raises(SystemExit):
         _parse(["--campaign", "marathon"])
+
+
+def test_option_listing_names_environment(capsys):
+    from loadtest.__main__ import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    text = capsys.readouterr().out
+
+    assert exited.value.code == 0
+    assert "--campaign {,smoke,ramp,steady,spike,soak}" in text
+    assert "UNMOGROWP_LOADTEST_CAMPAIGN" in text
+    assert "UNMOGROWP_LOADTEST_EXPORTER_PORT" in text
