@@ -5,7 +5,7 @@ headless against an ingestion service on loopback, with its exporter on a
 free port that the local stack scrapes as job "loadtest-exporter". While it
 runs, every query of the Load Testing Validation dashboard evaluates and
 returns data (cAdvisor does not run here). After the run the exporter stops:
-its target goes down and ServiceDown, shortened to 2 s here, still does not
+its target goes down and ServiceDown, shortened to 6 s here, still does not
 fire for it.
 """
 
@@ -59,7 +59,7 @@ def campaign(tmp_path_factory) -> Iterator[Campaign]:
         jobs=("ingestion", "loadtest-exporter", "prometheus", "alertmanager"),
         targets={"ingestion": f"127.0.0.1:{ingestion.port}", "loadtest-exporter": f"127.0.0.1:{exporter_port}"},
         extra_arguments=["--with-node-exporter", "--node-exporter-port", str(free_port()),
-                         "--scrape-interval", "1s", "--evaluation-interval", "1s", "--alert-for", "ServiceDown=2s"],
+                         "--scrape-interval", "2s", "--evaluation-interval", "1s", "--alert-for", "ServiceDown=6s"],
     ) as stack:
         env = {key: value for key, value in os.environ.items() if not key.startswith(("LOCUST_", "UNMOGROWP_"))}
         env["UNMOGROWP_ADMIN_TOKEN"] = ingestion.admin_token
@@ -87,7 +87,7 @@ def test_load_test_panels_return_data_while_running(campaign):
     wait_until(lambda: query_result(campaign.stack, 'unmogrowp_loadtest_verdict{criterion="throughput"}'), 30,
                f"a judged campaign; Locust output:\n{campaign.output_path.read_text(errors='replace')}")
     # A rate needs two samples after the first events.
-    time.sleep(3)
+    time.sleep(5)
     without_data = []
     checked = 0
     for dashboard, title, expression in dashboard_expressions("load-testing-validation.json"):
@@ -122,7 +122,7 @@ def test_finished_campaign_leaves_no_alert(campaign):
         return health.get("loadtest-exporter") == "down"
 
     wait_until(exporter_down, 30, "the load-test exporter's target down")
-    # Longer than ServiceDown's 2 s here, plus an evaluation and a push to Alertmanager.
-    time.sleep(6)
+    # Longer than ServiceDown's 6 s here, plus an evaluation and a push to Alertmanager.
+    time.sleep(10)
     assert query_result(campaign.stack, "ALERTS") == []
     assert httpx.get(f"{campaign.stack.alertmanager_url}/api/v2/alerts", timeout=10).json() == []

@@ -14,10 +14,11 @@ and routing, then keeps sending a little traffic while the tests check that:
   receiver (a loopback server replaces Slack).
 
 Test-only settings, so that this takes about a minute instead of hours:
-scrapes and rule evaluations every second (--scrape-interval,
+scrapes every 2 s and rule evaluations every second (--scrape-interval,
 --evaluation-interval; the burn-rate group keeps its own 30 s interval), and
-ServiceDown's "for" shortened from 1m to 3s (--alert-for). Everything else,
-including every threshold, is the committed configuration.
+ServiceDown's "for" shortened from 1m to 6s (--alert-for), so that it still
+needs three failed scrapes in a row. Everything else, including every
+threshold, is the committed configuration.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ PILOTS = 5
 APP_IDS = tuple(f"monitoring-e2e-{number}" for number in range(PILOTS))
 DATA_TIMEOUT_S = 90.0
 # ServiceDown's "for" in this test; the committed rule has 1m.
-SERVICE_DOWN_FOR = "3s"
+SERVICE_DOWN_FOR = "6s"
 
 GUIDE_QUERIES = [
     "up",
@@ -167,7 +168,7 @@ def platform(tmp_path_factory) -> Iterator[Platform]:
             targets={"ingestion": f"127.0.0.1:{ingestion.port}", "customer-success-tracker": f"127.0.0.1:{tracker.port}"},
             secrets_dir=secrets_dir,
             extra_arguments=["--with-node-exporter", "--node-exporter-port", str(node_exporter_port),
-                             "--scrape-interval", "1s", "--evaluation-interval", "1s",
+                             "--scrape-interval", "2s", "--evaluation-interval", "1s",
                              "--alert-for", f"ServiceDown={SERVICE_DOWN_FOR}"],
         ) as stack:
             platform = Platform(ingestion, tracker, stack, slack, ingest_keys)
