@@ -39,8 +39,6 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from locust.stats import StatsError
-
 from exporters.exposition import render
 from exporters.metrics import Counter, Gauge, Registry
 
@@ -207,6 +205,10 @@ class LoadTestExporter:
             labels = (entry.method or "", entry.name)
             for attribute, gauge in self.per_request.items():
                 gauge.labels(*labels).set(getattr(entry, attribute) or 0)
+
+        # Imported here: importing Locust monkey-patches a process, and this module must stay
+        # importable without that (the Locust process has imported it long before).
+        from locust.stats import StatsError
 
         self.errors.clear()
         for error in stats.errors.values():

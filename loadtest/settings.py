@@ -1,7 +1,9 @@
 """Command-line options of the load test and their validated form.
 
 Locust adds these options to its own parser (`add_arguments`), forwards them from the master to
-its workers, and `Settings.from_options` checks them once per process.
+its workers, and `Settings.from_options` checks them once per process. This module does not
+import Locust, because importing it monkey-patches the whole process with gevent, and the
+benchmark uses these names in a plain asyncio process.
 """
 
 from __future__ import annotations
@@ -9,9 +11,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from typing import Any
-
-from locust.util.timespan import parse_timespan
 
 from loadtest.campaigns import CAMPAIGNS
 from loadtest.generator import BATCH_FORMATS
@@ -157,11 +158,19 @@ def add_arguments(parser: Any) -> None:
     )
 
 
+# Durations as Locust writes them: 90, 90s, 10m, 1h30m, 2h5m10s.
+_DURATION = re.compile(r"^(?:(?P<hours>\d+)h)?(?:(?P<minutes>\d+)m)?(?:(?P<seconds>\d+)s)?$")
+
+
 def _timespan(option: str, text: str) -> float:
-    try:
-        return float(parse_timespan(text))
-    except ValueError as error:
-        raise SettingsError(f"--{option}: invalid duration {text!r} ({error}); use a value like 90s, 10m or 2h") from None
+    text = text.strip()
+    if text.isdigit():
+        return float(text)
+    match = _DURATION.match(text)
+    if not text or match is None:
+        raise SettingsError(f"--{option}: invalid duration {text!r}; use a value like 90s, 10m or 1h30m")
+    parts = {name: int(value or 0) for name, value in match.groupdict().items()}
+    return float(parts["hours"] * 3600 + parts["minutes"] * 60 + parts["seconds"])
 
 
 @dataclasses.dataclass(frozen=True)
