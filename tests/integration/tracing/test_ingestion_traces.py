@@ -143,6 +143,10 @@ def test_collector_down_ingestion_goes_on(tmp_path, receiver, protocol):
         api = Api(service)
         app_id, key = api.register()
         receiver.wait_for_spans(lambda spans: any(span.name == "POST /v1/apps" for span in spans))
+        # The exporter counts a batch once the receiver's response is back, a moment after it arrives.
+        deadline = time.monotonic() + 10
+        while api.total("otel_spans_exported_total") < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert api.total("otel_spans_exported_total") >= 1
 
         receiver.stop()
