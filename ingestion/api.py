@@ -104,7 +104,7 @@ router = APIRouter()
 
 @router.post("/v1/apps", status_code=201, tags=["apps"], summary="Register an app and issue its ingest key")
 async def create_app(request: Request) -> Response:
-    """Register an app. The response holds its ingest key, shown this one time only."""
+    """Register an app. The response contains its ingest key, shown this one time only."""
     _require_admin(request)
     service: IngestionService = request.app.state.ingestion
     settings = await _decode_json_body(request, _app_settings_decoder)
@@ -178,7 +178,7 @@ EVENTS_OPENAPI = {
 
 @router.post(EVENTS_ENDPOINT, tags=["events"], summary="Send a batch of events", openapi_extra=EVENTS_OPENAPI)
 async def post_events(request: Request) -> Response:
-    """Judge each event on its own; apply the valid ones; say why the others were rejected."""
+    """Judge each event on its own, apply the valid ones, and return why the others were rejected."""
     started = time.perf_counter()
     service: IngestionService = request.app.state.ingestion
     principal = _principal(request)

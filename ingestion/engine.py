@@ -1,6 +1,6 @@
 """The attribution rules, applied to one app's events in arrival order.
 
-The engine holds no state of its own: it reads and writes through an
+The engine keeps no state of its own: it reads and writes through an
 ``AppView`` that a store backend provides. Each install is judged against the
 touches already seen, in four tiers (referrer, device-id click, fingerprint
 click, device-id impression); the first tier with a candidate that passes the
@@ -24,7 +24,7 @@ REASON_AFTER_BEGIN = "click_after_install_begin"
 
 
 class AppView(Protocol):
-    """What the engine reads and writes for one app; backends implement it."""
+    """The engine's access to one app's state; each store backend implements it."""
 
     def check_seen(self, event_id: str, now: float) -> bool:
         """Return True when the id was seen before; otherwise remember it."""

@@ -70,14 +70,14 @@ class BatchFormatError(ValueError):
 
 
 class EventError(msgspec.Struct):
-    """Why one event of a batch was rejected."""
+    """The rejection of one event of a batch, as the response lists it."""
 
     index: int
     event_id: str | None
     error: str
 
 
-# What to do about a bad value, by field, appended to the decoder's reason.
+# Fix hints by field, appended to the decoder's reason for a bad value.
 FIELD_HINTS = {
     "event_id": "send a string of 1 to 128 characters, unique per app",
     "app_id": "send the registered app's id, 1 to 128 characters",

@@ -441,7 +441,7 @@ class MemoryStore(Store):
             ],
         )
         _write_atomically(self.snapshot_path, msgspec.msgpack.encode(snapshot))
-        # The snapshot now holds everything the journal held.
+        # The snapshot now contains everything the journal contained.
         with open(self.journal_path, "wb"):
             pass
         logger.info("snapshot written", extra={"path": str(self.snapshot_path), "seq": self.seq})
@@ -532,7 +532,7 @@ class MemoryStore(Store):
         # the 503 that follows is safe to retry. Replaying the journal filters
         # the batch's duplicates again, so they need not be left out here. The
         # writer thread completes appends in order and each batch is applied
-        # without awaiting, so memory sees batches in journal order.
+        # without awaiting, so memory applies batches in journal order.
         if not self._gate.is_set():
             await self._gate.wait()
         payload = self._journal_encoder.encode(JournalEntry(app.app_id, now, events, app))
