@@ -72,3 +72,5 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every request at INFO; a poller would write a line every few seconds forever.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -61,6 +62,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     logger.info("admin token loaded", extra={"source": source})
 
+    for option, port in (("--ingestion-port", args.ingestion_port), ("--tracker-port", args.tracker_port)):
+        problem = port_in_use(args.host, port)
+        if problem is not None:
+            print(f"unmogrowp up: cannot listen on {args.host}:{port} ({problem}); "
+                  f"stop what uses it or choose another port with {option}", file=sys.stderr)
+            return 2
+
     environment = dict(os.environ, **{ADMIN_TOKEN_ENV: token})
     children: dict[str, subprocess.Popen] = {}
     for name, command in child_commands(args).items():
@@ -89,6 +97,18 @@ def run(args: argparse.Namespace) -> int:
 
     stop_children(children)
     return exit_code
+
+
+def port_in_use(host: str, port: int) -> str | None:
+    """Return why ``host:port`` cannot be bound, or None when it is free."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            return error.strerror or str(error)
+    return None
 
 
 def stop_children(children: dict[str, subprocess.Popen]) -> None:

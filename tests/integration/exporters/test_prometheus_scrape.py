@@ -137,6 +137,10 @@ def scraped(tmp_path_factory):
                         break
                 except httpx.TransportError:
                     pass
+                except httpx.HTTPStatusError as error:
+                    # Prometheus answers 503 to queries until its storage has started.
+                    if error.response.status_code != 503:
+                        raise
                 if time.monotonic() > deadline:
                     pytest.fail("prometheus did not scrape both jobs within 60 s")
                 time.sleep(0.5)
