@@ -117,6 +117,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                  formatter_class=formatter)
     status.add_argument("customer_id", nargs="?", help="customer to show; leave out for all customers")
 
+    _accept_common_options_anywhere(commands)
+
+
+def _accept_common_options_anywhere(commands) -> None:
+    """Let --url, --timeout and --json also follow the command, as in `customers list --url URL`.
+
+    The copies default to SUPPRESS, so a value given before the command is kept when none follows it.
+    """
+    for subparser in commands.choices.values():
+        subparser.add_argument("--url", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        subparser.add_argument("--timeout", type=float, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        subparser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        for action in subparser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _accept_common_options_anywhere(action)
+
 
 def _customer_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     parser.add_argument("--app", dest="app_ids", action="append", metavar="APP_ID",
