@@ -15,7 +15,10 @@ from collections.abc import Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from exporters.exposition import render
 from exporters.metrics import Counter, Histogram, Registry
@@ -83,6 +86,28 @@ class RequestMetricsMiddleware:
             self.duration.labels(self.service, method, template).observe(elapsed)
 
 
+DOCS_ASSETS_PATH = "/docs-assets"
+
+
+def mount_api_docs(app: FastAPI) -> None:
+    """Serve the Swagger UI page at /docs from the installed swagger-ui-bundle, not from a CDN.
+
+    FastAPI's default page loads its scripts from cdn.jsdelivr.net, so it is blank on a
+    machine without internet access.
+    """
+    app.mount(DOCS_ASSETS_PATH, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title}: API",
+            swagger_js_url=f"{DOCS_ASSETS_PATH}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS_PATH}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS_PATH}/favicon-32x32.png",
+        )
+
+
 def create_app(
     *,
     title: str,
@@ -122,7 +147,8 @@ def create_app(
                     logger.exception("stop hook failed", extra={"hook": getattr(hook, "__qualname__", str(hook))})
             logger.info("service stopped", extra={"event": "stopped"})
 
-    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
+    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan, docs_url=None, redoc_url=None)
+    mount_api_docs(app)
     app.state.registry = registry
 
     @app.get("/metrics", include_in_schema=False)
