@@ -6,13 +6,15 @@ import argparse
 import gc
 import logging
 import sys
+from functools import partial
 from pathlib import Path
 
-from exporters.metrics import Registry
+from exporters.metrics import Counter, Registry
 from ingestion.api import IngestionService, Limits, install_routes
 from ingestion.metrics import IngestionMetrics
 from ingestion.store.base import Store
 from ingestion.store.memory import MemoryLimits, MemoryStore
+from ingestion.store.redis_client import StoreUrlError, is_redis_url
 from services.app import create_app
 from services.config import ConfigError, default_data_dir, env_default, port_number, positive_int, resolve_admin_token
 from services.logging import configure_logging
@@ -40,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder of the embedded store's journal, snapshot and apps")
     parser.add_argument("--store", default=env_default("UNMOGROWP_STORE", "memory"),
                         help="memory (embedded, kept under --data-dir), redis://HOST:PORT/DB, "
-                        "or redis+cluster://HOST:PORT[,HOST:PORT...] (environment: UNMOGROWP_STORE)")
+                        "or redis+cluster://HOST:PORT[,HOST:PORT...]; add ?prefix=NAME to a Redis URL to prefix "
+                        "every key (default umg) (environment: UNMOGROWP_STORE)")
     parser.add_argument("--workers", type=positive_int, default=1,
                         help="worker processes behind the port; more than 1 needs a Redis store")
     parser.add_argument("--max-body-bytes", type=positive_int, default=10 * 1024 * 1024,
@@ -63,6 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--journal-max-bytes", type=positive_int, default=512 * 1024 * 1024,
                         help="journal size in bytes past which the store writes a snapshot and empties the journal; "
                         "event requests wait while it does")
+    parser.add_argument("--record-retention", type=positive_int, default=400 * 86400,
+                        help="seconds a Redis store keeps attribution records and revenue after writing them")
     parser.add_argument("--stats-window", type=positive_int, default=300,
                         help="seconds of history behind the latency percentiles of /v1/stats")
     parser.add_argument("--max-networks-per-app", type=positive_int, default=100,
@@ -72,8 +77,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_store(args: argparse.Namespace) -> Store:
+    if is_redis_url(args.store):
+        from ingestion.store.redis import RedisSettings, RedisStore
+        from ingestion.store.redis_client import parse_store_url
+
+        try:
+            target = parse_store_url(args.store)
+        except StoreUrlError as error:
+            raise ConfigError(str(error)) from None
+        settings = RedisSettings(
+            dedup_horizon_s=args.dedup_horizon,
+            late_arrival_s=args.late_arrival,
+            record_retention_s=args.record_retention,
+        )
+        return RedisStore(target, settings)
     if args.store != "memory":
-        raise ConfigError(f"--store {args.store!r} is not supported by this build; use memory")
+        raise ConfigError(
+            f"--store {args.store!r} is not a store: use memory, redis://HOST:PORT/DB "
+            "or redis+cluster://HOST:PORT[,HOST:PORT...]"
+        )
     limits = MemoryLimits(
         max_touches=args.max_touches,
         max_installs=args.max_installs,
@@ -87,10 +109,13 @@ def build_store(args: argparse.Namespace) -> Store:
     )
 
 
-def build_app(args: argparse.Namespace, admin_token: str):
+def build_app(args: argparse.Namespace, admin_token: str, registry: Registry | None = None):
     store = build_store(args)
-    registry = Registry()
+    registry = Registry() if registry is None else registry
     metrics = IngestionMetrics(registry, store, max_networks_per_app=args.max_networks_per_app)
+    register_store_metrics = getattr(store, "register_metrics", None)
+    if register_store_metrics is not None:
+        register_store_metrics(registry)
     service = IngestionService(
         store,
         admin_token,
@@ -112,7 +137,35 @@ def build_app(args: argparse.Namespace, admin_token: str):
         description="Takes ad clicks, impressions, installs and in-app events, and attributes each install.",
     )
     install_routes(app, service)
+    if hasattr(store, "fetch_app_by_key_id"):
+        from ingestion.store.redis_auth import KeyLookupMiddleware
+
+        app.add_middleware(KeyLookupMiddleware, store=store)
     return app, metrics
+
+
+def run_worker(args: argparse.Namespace, admin_token: str, context) -> None:
+    """Serve as one of several worker processes; ``context`` comes from ``services.workers``."""
+    from exporters.multiprocess import SlotRegistry, process_tree_rss
+    from services.workers import serve_on_socket
+
+    configure_logging(SERVICE_NAME, args.log_level)
+    registry = SlotRegistry(
+        context.metrics_dir,
+        context.slot,
+        totals={"attribution_memory_usage_bytes": partial(process_tree_rss, context.supervisor_pid)},
+    )
+    restarts = Counter(
+        "attribution_worker_restarts_total",
+        "Worker processes started to replace one that exited.",
+        registry=registry,
+    )
+    if registry.slot.takeovers:
+        restarts.inc()
+    app, metrics = build_app(args, admin_token, registry=registry)
+    gc.set_threshold(*GC_THRESHOLDS)
+    logger.info("worker serving", extra={"slot": context.slot, "workers": context.workers})
+    serve_on_socket(app, context, on_connection_change=metrics.change_connections)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -124,11 +177,21 @@ def run(args: argparse.Namespace) -> int:
                 "Use --workers 1, or --store redis://HOST:PORT/DB"
             )
         admin_token, source = resolve_admin_token(default_data_dir())
-        app, metrics = build_app(args, admin_token)
+        if args.workers > 1:
+            # Each worker builds its own app; here only the options are checked.
+            build_store(args)
+        else:
+            app, metrics = build_app(args, admin_token)
     except ConfigError as error:
         print(f"unmogrowp ingestion: {error}", file=sys.stderr)
         return 2
     logger.info("admin token loaded", extra={"source": source})
+    if args.workers > 1:
+        from services.workers import run_workers
+
+        return run_workers(
+            partial(run_worker, args, admin_token), workers=args.workers, host=args.host, port=args.port, name=SERVICE_NAME
+        )
     gc.set_threshold(*GC_THRESHOLDS)
     serve(app, host=args.host, port=args.port, on_connection_change=metrics.change_connections)
     return 0
