@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 EVENTS_ENDPOINT = "/v1/events"
 RETRY_AFTER_UNAVAILABLE = "5"
 MAX_PAGE_SIZE = 1000
+# Unknown app ids of one batch looked up in the store; the rest are judged from the local copy.
+MAX_APP_LOOKUPS = 16
 
 _app_settings_decoder = msgspec.json.Decoder(AppSettings)
 _app_update_decoder = msgspec.json.Decoder(AppUpdate)
@@ -212,7 +214,12 @@ async def post_events(request: Request) -> Response:
     store = service.store
     # Judge each distinct app id once per batch, not once per event.
     verdicts: dict[str, tuple[AppSettings | None, str | None, str]] = {}
+    lookups = 0
     for app_id in {event.app_id for event in events if event is not None}:
+        if store.cached_app(app_id) is None and lookups < MAX_APP_LOOKUPS:
+            # A shared store's local copy may not have an app that another worker registered a moment ago.
+            lookups += 1
+            await _lookup_app(store, app_id)
         verdicts[app_id] = _judge_app(store, principal, app_id)
 
     groups: dict[str, tuple[AppSettings, list[Event]]] = {}
@@ -300,6 +307,17 @@ async def post_events(request: Request) -> Response:
 
 _event_type = attrgetter("event_type")
 _platform = attrgetter("platform")
+
+
+async def _lookup_app(store: Store, app_id: str) -> None:
+    try:
+        await store.get_app(app_id)
+    except StoreUnavailable as error:
+        logger.error("store unavailable", extra={"app_id": app_id, "error": str(error)})
+        raise HTTPException(
+            503, f"the event store is unavailable ({error}); retry later, retries are safe",
+            headers={"Retry-After": RETRY_AFTER_UNAVAILABLE},
+        ) from None
 
 
 def _judge_app(store: Store, principal: Principal, app_id: str) -> tuple[AppSettings | None, str | None, str]:
