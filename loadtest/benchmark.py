@@ -476,6 +476,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-locust", action="store_true", help="leave out both Locust runs")
     parser.add_argument("--skip-metrics", action="store_true", help="leave out the metrics-core comparison")
     parser.add_argument("--metrics-rounds", type=int, default=5, help="rounds of the metrics-core comparison (default 5)")
+    parser.add_argument("--skip-tracing", action="store_true", help="leave out the tracing-cost comparison")
+    parser.add_argument("--tracing-rounds", type=int, default=3,
+                        help="rounds of the tracing-cost comparison, each loading every setting for --duration / 3 s (default 3)")
     parser.add_argument("--output", type=Path, default=REPOSITORY / "docs" / "benchmarks.md", help="report file (default docs/benchmarks.md)")
     parser.add_argument("--json", type=Path, default=None, help="also write every figure as JSON to this file")
     args = parser.parse_args(argv)
@@ -543,15 +546,35 @@ def main(argv: list[str] | None = None) -> int:
             print("comparing the metrics core with prometheus_client ...", flush=True)
             metrics = bench_metrics.run(batch_size=args.batch_size, rounds=args.metrics_rounds)
 
+        tracing = None
+        if not args.skip_tracing:
+            from loadtest import bench_tracing
+
+            print("measuring the cost of tracing ...", flush=True)
+            tracing = bench_tracing.run(
+                duration_s=max(1.0, args.duration / 3), rounds=args.tracing_rounds, warmup_s=min(args.warmup, 2.0),
+                batch_size=args.batch_size, server_cpu=args.server_cpu, client_cpu=args.client_cpu,
+            )
+            tracing["table"] = bench_tracing.format_table(tracing)
+
     write_chart(chart, servers, locust)
     write_report(args.output, chart, context, servers, locust, metrics)
+    if tracing is not None:
+        with args.output.open("a") as report:
+            report.write(
+                "\n## Cost of tracing\n\n"
+                "Four ingestion services, one per setting, all pinned to the server CPU and loaded in turn, "
+                "the order rotating each round (`loadtest.bench_tracing.run`); the cost is the change in "
+                "the median rate against tracing off.\n\n" + tracing["table"] + "\n"
+            )
     if args.json is not None:
         args.json.write_text(json.dumps({
             "context": context,
             "servers": [dataclasses.asdict(result) for result in servers],
             "locust": [dataclasses.asdict(result) for result in locust],
             "metrics": metrics,
-        }, indent=2))
+            "tracing": tracing,
+        }, indent=2, default=str))
     print(f"wrote {args.output} and {chart}")
     return 0 if not any(result.errors for result in servers) else 1
 
