@@ -24,8 +24,8 @@ store: a commit drops index entries and touch bodies that the app's newest
 event time has left behind by more than their window plus
 ``late_arrival_s``. Each key also has a TTL of that span in wall-clock time,
 so the data of an app that stops sending goes away too. Duplicate-filter
-entries live ``dedup_horizon_s``; records and revenue live
-``record_retention_s`` after they were written.
+entries live between ``dedup_horizon_s`` and 8/7 of it (``DedupBuckets``);
+records and revenue live ``record_retention_s`` after they were written.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from ingestion.model import AppSettings, Record, StoredApp
 from ingestion.store import redis_codec as codec
 from ingestion.store.base import RecordQuery, RevenueLine, Store, StoreUnavailable
 from ingestion.store.redis_apps import AppRegistry
-from ingestion.store.redis_batch import BatchView, Digests, Horizons, ReadPlan, Snapshot
+from ingestion.store.redis_batch import BatchView, DedupBuckets, Digests, Horizons, ReadPlan, Snapshot
 from ingestion.store.redis_client import RedisTarget, connect, parse_store_url
 from ingestion.store.redis_keys import AppKeys
 from ingestion.store.redis_scripts import COMMIT, READ
@@ -282,7 +282,8 @@ class RedisStore(Store):
         keys = self._app_keys(app.app_id)
         digests = Digests()
         plan = ReadPlan(app, events, digests)
-        read_request = plan.request(len(events), settings.max_candidates)
+        dedup = DedupBuckets.at(now, settings.dedup_horizon_s)
+        read_request = plan.request(len(events), settings.max_candidates, dedup)
         horizons = Horizons.of(app, settings.late_arrival_s)
         for attempt in range(1, settings.max_attempts + 1):
             snapshot = await self._read(client, keys, read_request)
@@ -291,11 +292,11 @@ class RedisStore(Store):
             if not view.claims:
                 return outcome
             arguments = view.commit_arguments(
-                token=secrets.token_hex(8),
+                token=secrets.token_hex(4),
                 snapshot=snapshot,
                 limit=settings.max_candidates,
                 horizons=horizons,
-                dedup_ttl=settings.dedup_horizon_s,
+                dedup=dedup,
                 now=now,
                 record_retention=settings.record_retention_s,
                 max_revenue_lines=MAX_REVENUE_LINES_PER_APP,
@@ -316,8 +317,8 @@ class RedisStore(Store):
             reply = await self._script(client, READ)(keys=[keys.sequence], args=[request])
         except RedisError as error:
             raise self._unavailable("read", error, app_id=keys.app_id) from error
-        sequence, seen, touches, installs, digest = reply
-        return Snapshot(sequence, seen, touches, installs, digest)
+        sequence, seen, touches, installs, digest, commits = reply
+        return Snapshot(sequence, seen, touches, installs, digest, commits)
 
     async def _commit(self, client, keys: AppKeys, arguments: list[bytes]) -> bytes:
         deadline = time.monotonic() + self.settings.commit_retry_s

@@ -22,10 +22,39 @@ from ingestion.engine import fingerprint_of
 from ingestion.events import Event, device_keys
 from ingestion.model import AppSettings, Record, Touch
 from ingestion.store import redis_codec as codec
-from ingestion.store.redis_keys import CLICK_DEVICE, CLICK_FINGERPRINT, CLICK_ID, IMPRESSION_DEVICE, lookup_digest
+from ingestion.store.redis_keys import CLICK_FINGERPRINT, CLICK_ID, DEVICE, lookup_digest
 
 HOUR = 3600
+# A commit drops stale entries from the index keys of one touch in this many.
+PRUNE_EVERY = 8
 OTHER_NETWORK = "_other"
+
+
+@dataclass(frozen=True)
+class DedupBuckets:
+    """The duplicate filter's hashes a batch received at ``now`` reads and writes.
+
+    Event ids go to one hash per receipt-time bucket of ``width`` seconds, a
+    seventh of the horizon but at least an hour, so a batch checks about eight
+    hashes. A hash expires ``horizon`` seconds after its bucket ends, so an id
+    is remembered for between ``horizon`` and ``horizon + width`` seconds.
+    """
+
+    live: list[str]
+    current: str
+    # Seconds from ``now`` until the current bucket's hash expires.
+    ttl: int
+
+    @classmethod
+    def at(cls, now: float, horizon: int) -> DedupBuckets:
+        width = max(HOUR, math.ceil(horizon / 7))
+        first = math.floor((now - horizon) / width)
+        last = math.floor(now / width)
+        return cls(
+            live=[f"{width}:{bucket}" for bucket in range(first, last + 1)],
+            current=f"{width}:{last}",
+            ttl=math.ceil((last + 1) * width + horizon - now),
+        )
 
 
 @dataclass(frozen=True)
@@ -35,6 +64,10 @@ class Horizons:
     click: int
     impression: int
     install: int
+
+    @property
+    def device(self) -> int:
+        return max(self.click, self.impression)
 
     @classmethod
     def of(cls, app: AppSettings, late_arrival_s: int) -> Horizons:
@@ -54,7 +87,7 @@ class Digests(dict):
 
 
 class ReadPlan:
-    """What attributing ``events`` may read, as the read script's request."""
+    """Keys and time ranges that attributing ``events`` may read, as the read script's request."""
 
     def __init__(self, app: AppSettings, events: list[Event], digests: Digests) -> None:
         self.event_ids = list(dict.fromkeys(event.event_id for event in events))
@@ -85,8 +118,7 @@ class ReadPlan:
             self._search(f"{CLICK_ID}:{digests[event.referrer_click_id]}", time - app.click_window_s, time)
         for key in device_keys(event):
             digest = digests[key]
-            self._search(f"{CLICK_DEVICE}:{digest}", time - app.click_window_s, time)
-            self._search(f"{IMPRESSION_DEVICE}:{digest}", time - app.impression_window_s, time)
+            self._search(f"{DEVICE}:{digest}", time - max(app.click_window_s, app.impression_window_s), time)
             self.installs[digest] = None
         fingerprint = fingerprint_of(event)
         if fingerprint is not None and (event.platform != "ios" or event.att_status == "authorized"):
@@ -95,8 +127,8 @@ class ReadPlan:
     def queries(self) -> list[list]:
         return [[suffix, *self.ranges[suffix]] for suffix in self.suffixes]
 
-    def request(self, reserve: int, limit: int) -> bytes:
-        return codec.encode([reserve, self.event_ids, self.queries(), self.install_digests, limit])
+    def request(self, reserve: int, limit: int, dedup: DedupBuckets) -> bytes:
+        return codec.encode([reserve, self.event_ids, self.queries(), self.install_digests, limit, dedup.live])
 
 
 class Snapshot(msgspec.Struct):
@@ -107,6 +139,7 @@ class Snapshot(msgspec.Struct):
     touches: list[list[bytes]]
     installs: list[bytes | None]
     digest: bytes
+    commits: int
 
 
 class BatchView:
@@ -162,13 +195,13 @@ class BatchView:
         return self._candidates(f"{CLICK_ID}:{self.digests[click_id]}")
 
     def clicks_by_device(self, keys: tuple[str, ...]) -> Iterable[Touch]:
-        return self._union(CLICK_DEVICE, keys)
+        return [touch for touch in self._union(DEVICE, keys) if touch.is_click]
 
     def clicks_by_fingerprint(self, fingerprint: str) -> Iterable[Touch]:
         return self._candidates(f"{CLICK_FINGERPRINT}:{self.digests[fingerprint]}")
 
     def impressions_by_device(self, keys: tuple[str, ...]) -> Iterable[Touch]:
-        return self._union(IMPRESSION_DEVICE, keys)
+        return [touch for touch in self._union(DEVICE, keys) if not touch.is_click]
 
     def first_install(self, keys: tuple[str, ...]) -> Record | None:
         found = None
@@ -198,8 +231,8 @@ class BatchView:
     def _suffixes_of(self, touch: Touch) -> list[str]:
         digests = self.digests
         if not touch.is_click:
-            return [f"{IMPRESSION_DEVICE}:{digests[key]}" for key in touch.device_keys]
-        suffixes = [f"{CLICK_DEVICE}:{digests[key]}" for key in touch.device_keys]
+            return [f"{DEVICE}:{digests[key]}" for key in touch.device_keys]
+        suffixes = [f"{DEVICE}:{digests[key]}" for key in touch.device_keys]
         if touch.click_id is not None:
             suffixes.append(f"{CLICK_ID}:{digests[touch.click_id]}")
         if touch.fingerprint is not None:
@@ -231,7 +264,7 @@ class BatchView:
         snapshot: Snapshot,
         limit: int,
         horizons: Horizons,
-        dedup_ttl: int,
+        dedup: DedupBuckets,
         now: float,
         record_retention: int,
         max_revenue_lines: int,
@@ -247,10 +280,14 @@ class BatchView:
         for touch in self.touches:
             horizon = horizons.click if touch.is_click else horizons.impression
             bucket = int((touch.time + horizon) // HOUR) + 1
-            indexes = [[suffix, horizon] for suffix in self._suffixes_of(touch)]
-            touches.append(
-                [str(bucket), str(touch.seq), body_index(codec.encode_touch(touch)), horizon, touch.time, indexes]
-            )
+            # A device key contains clicks and impressions, so it keeps both kinds' horizon.
+            indexes = [
+                [suffix, horizons.device if suffix[0] == DEVICE else horizon] for suffix in self._suffixes_of(touch)
+            ]
+            touches.append([
+                str(bucket), str(touch.seq), body_index(codec.encode_touch(touch)), horizon, touch.time,
+                touch.seq % PRUNE_EVERY == 0, indexes,
+            ])
         installs = [
             [digest, body_index(codec.encode_record(record)), horizons.install]
             for digest, record in self.added_installs.items()
@@ -263,10 +300,10 @@ class BatchView:
                 line += [exponent, str(coefficient)]
             revenue.append(line)
         request = codec.encode([
-            token, dedup_ttl, self.claims, snapshot.digest.decode(),
+            token, [dedup.live, dedup.current, dedup.ttl], self.claims, snapshot.digest.decode(),
             self.plan.queries(), self.plan.install_digests, limit,
             touches, installs, records, revenue,
-            self.watermark, math.floor(now * 1000), record_retention, max_revenue_lines,
+            self.watermark, math.floor(now * 1000), record_retention, max_revenue_lines, snapshot.commits,
         ])
         return [request, *bodies]
 

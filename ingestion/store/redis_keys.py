@@ -20,7 +20,9 @@ suffix                      type         contents
 ``:s``                      string       last touch/record sequence number reserved
 ``:w``                      string       watermark: newest event time seen
 ``:rs``                     string       last record list position handed out
-``:e:<event id>``           string       duplicate filter; value is the commit token
+``:c``                      string       commits so far (see ``redis_scripts``)
+``:e:<width>:<bucket>``     hash         duplicate filter: event id -> commit token,
+                                         one hash per receipt-time bucket
 ``:b:<bucket>``             hash         touch bodies by sequence number, bucketed by
                                          the hour their window closes
 ``:bk``                     sorted set   live buckets, scored by bucket number
@@ -32,8 +34,9 @@ suffix                      type         contents
 ``:va`` / ``:vn``           hash         revenue amounts / event counts per line
 ==========================  ===========  ==========================================
 
-Index kinds: ``k`` click id, ``c`` clicks by device identifier, ``f`` clicks by
-fingerprint, ``i`` impressions by device identifier.
+Index kinds: ``k`` clicks by click id, ``d`` clicks and impressions by device
+identifier (one key serves both tiers, so an install reads each of its device
+identifiers once), ``f`` clicks by fingerprint.
 
 Apps live outside any app's slot, under ``<prefix>{<prefix>apps}``.
 """
@@ -46,9 +49,8 @@ import hashlib
 DEFAULT_PREFIX = "umg"
 
 CLICK_ID = "k"
-CLICK_DEVICE = "c"
+DEVICE = "d"
 CLICK_FINGERPRINT = "f"
-IMPRESSION_DEVICE = "i"
 
 _LOOKUP_DIGEST_BYTES = 12
 _TAG_DIGEST_BYTES = 8
@@ -105,9 +107,6 @@ class AppKeys:
     @property
     def revenue_counts(self) -> str:
         return self.base + ":vn"
-
-    def dedup(self, event_id: str) -> str:
-        return f"{self.base}:e:{event_id}"
 
 
 class RegistryKeys:
