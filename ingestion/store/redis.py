@@ -90,6 +90,7 @@ class RedisStore(Store):
         self._locks: dict[str, asyncio.Lock] = {}
         self._keys: dict[str, AppKeys] = {}
         self._refresher: asyncio.Task | None = None
+        self._stopping = False
         self._scripts: dict[str, object] = {}
         self._last_log: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
@@ -128,19 +129,21 @@ class RedisStore(Store):
         logger.info("redis store started", extra={"target": self.target.describe(), "prefix": self.target.prefix})
 
     async def stop(self) -> None:
+        self._stopping = True
+        timeout = self.settings.connect_timeout_s
         if self._refresher is not None:
             self._refresher.cancel()
-            try:
-                await self._refresher
-            except asyncio.CancelledError:
-                pass
+            # asyncio.wait, not wait_for: redis-py may turn the cancellation
+            # into a connection error, and wait_for would then wait for ever.
+            await asyncio.wait({self._refresher}, timeout=timeout)
             self._refresher = None
         if self.client is not None:
             client, self.client = self.client, None
-            try:
-                await asyncio.wait_for(client.aclose(), self.settings.connect_timeout_s)
-            except (RedisError, OSError, asyncio.TimeoutError) as error:
-                logger.warning("redis connections not closed cleanly", extra={"error": f"{type(error).__name__}: {error}"})
+            closing = asyncio.ensure_future(client.aclose())
+            done, _ = await asyncio.wait({closing}, timeout=timeout)
+            if not done or closing.exception() is not None:
+                error = closing.exception() if done else f"not closed within {timeout} s"
+                logger.warning("redis connections not closed cleanly", extra={"error": str(error)})
 
     async def ready(self) -> bool:
         if self.client is None or not self.registry.loaded:
@@ -164,7 +167,7 @@ class RedisStore(Store):
             logger.info("apps loaded", extra={"apps": len(self.registry.apps)})
 
     async def _refresh_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.settings.app_refresh_interval_s)
             try:
                 await self._refresh()
