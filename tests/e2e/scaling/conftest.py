@@ -74,6 +74,11 @@ def metrics_directory(service: RunningService) -> Path:
     raise AssertionError("the supervisor did not log its metrics folder")
 
 
+def wait_for_workers(service: RunningService, count: int) -> None:
+    """Wait until ``count`` workers have completed their startup (readiness needs only one)."""
+    wait_for(lambda: service.log_text().count("Application startup complete.") >= count, 30, f"{count} workers to start")
+
+
 def wait_for(condition, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

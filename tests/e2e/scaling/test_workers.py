@@ -26,6 +26,7 @@ from tests.e2e.scaling.conftest import (
     metrics_directory,
     scrape,
     wait_for,
+    wait_for_workers,
     worker_processes,
 )
 from tests.support.services import start_ingestion, unmogrowp_command
@@ -40,13 +41,15 @@ PAUSE_SECONDS = 0.1
 
 
 def send(service, source: EventSource, batches: int, sent: list[int], pause: float = 0.0) -> None:
-    with IngestionClient(service.url, service.admin_token) as client:
-        for _ in range(batches):
-            batch = source.next_batch()
+    for _ in range(batches):
+        batch = source.next_batch()
+        # A new connection per batch: a worker keeps every connection it
+        # accepts, so a few long-lived ones could all land on one worker.
+        with IngestionClient(service.url, service.admin_token) as client:
             result = client.post_events(batch)
-            assert result.rejected == 0, result.errors[:3]
-            sent.append(len(batch))
-            time.sleep(pause)
+        assert result.rejected == 0, result.errors[:3]
+        sent.append(len(batch))
+        time.sleep(pause)
 
 
 def register(service) -> None:
@@ -71,6 +74,7 @@ def test_memory_store_rejects_workers(tmp_path):
 
 def test_scrapes_never_drop_and_end_exact(tmp_path, redis_url):
     with start_ingestion(tmp_path, store=redis_url, workers=2) as service:
+        wait_for_workers(service, 2)
         register(service)
         source = EventSource(APPS)
         sent: list[int] = []
@@ -134,6 +138,7 @@ def test_killed_worker_replaced_totals_kept(tmp_path, redis_url):
 
 def test_memory_gauge_covers_all_workers(tmp_path, redis_url):
     with start_ingestion(tmp_path, store=redis_url, workers=2) as service:
+        wait_for_workers(service, 2)
         samples = scrape(service)
         workers = worker_processes(service)
         largest = max(process.memory_info().rss for process in workers)
