@@ -11,7 +11,7 @@
 
 The load generator is ``loadtest.httpload`` in this process: closed-loop
 keep-alive connections posting 1,000-event batches of generated install
-funnels with fresh ids, for two apps. Reported per run: events per second,
+funnels with fresh ids, spread over eight apps (``--apps``). Reported per run: events per second,
 p50/p95/p99 latency, the CPU share of the service (all its processes), of
 Redis and of the load generator, and Redis commands per event (from
 ``INFO commandstats``, commands that the Lua scripts call included).
@@ -119,7 +119,10 @@ def _measure(name: str, store: str, workers: int, options: SimpleNamespace, work
         if client is not None:
             client.flushall()
         with running(command, port, env=env, log_path=workdir / f"{name.replace(' ', '-')}.log") as process:
-            feed = _feed(_register_apps(port, token), options)
+            apps = []
+            for _ in range(max(1, options.apps // 2)):
+                apps += _register_apps(port, token)  # one android and one iOS app per call
+            feed = _feed(apps, options)
             requests = _request_source(feed, port)
             commands_before = _commands(client) if client is not None else 0
             redis_before = _cpu_seconds(redis_process.pid) if redis_process is not None else 0.0
@@ -166,10 +169,16 @@ def measure_scaling(
     batch_size: int = 1000,
     templates: int = 4,
     workers: tuple[int, ...] = (1, 2),
+    apps: int = 8,
 ) -> list[ScalingResult]:
-    """Measure the embedded store and the Redis store at each worker count under the same load."""
+    """Measure the embedded store and the Redis store at each worker count under the same load.
+
+    Batches cycle over ``apps`` apps (rounded down to an even number, at
+    least 2). Workers that serve batches of one app at the same time make
+    each other's commits check what they read, so fewer apps cost Redis more.
+    """
     options = SimpleNamespace(duration=duration_s, warmup=warmup_s, connections=connections,
-                              batch_size=batch_size, templates=templates)
+                              batch_size=batch_size, templates=templates, apps=apps)
     results = []
     with tempfile.TemporaryDirectory(prefix="unmogrowp-bench-scaling-") as directory:
         workdir = Path(directory)
@@ -279,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=8, help="keep-alive connections of the load generator (default 8)")
     parser.add_argument("--batch-size", type=int, default=1000, help="events per request (default 1000)")
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts for the Redis store (default 1,2)")
+    parser.add_argument("--apps", type=int, default=8, help="apps the batches are spread over, half android, half iOS (default 8)")
     parser.add_argument("--footprint", action="store_true", help="also measure Redis memory per stored touch and install")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
@@ -290,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--duration must be positive, --warmup non-negative, --connections and --workers at least 1")
 
     results = measure_scaling(duration_s=args.duration, warmup_s=args.warmup, connections=args.connections,
-                              batch_size=args.batch_size, workers=workers)
+                              batch_size=args.batch_size, workers=workers, apps=args.apps)
     footprint = measure_redis_footprint() if args.footprint else None
     if args.json:
         print(json.dumps({"results": [dataclasses.asdict(result) for result in results], "footprint": footprint,
