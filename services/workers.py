@@ -181,7 +181,8 @@ def serve_on_socket(app, context: WorkerContext, *, on_connection_change: Callab
     """Run ``app`` on uvicorn in this worker, accepting from the supervisor's socket.
 
     The worker stops gracefully on SIGTERM or SIGINT, and also when the
-    supervisor is gone, so no orphan keeps the port.
+    supervisor is gone, so no orphan keeps the port: then, if the graceful
+    stop takes more than STOP_TIMEOUT_SECONDS, the worker exits at once.
     """
     http_protocol: str | type = "httptools"
     if on_connection_change is not None:
@@ -200,13 +201,15 @@ def serve_on_socket(app, context: WorkerContext, *, on_connection_change: Callab
 
     def watch_supervisor() -> None:
         # uvicorn checks should_exit about every 0.1 s, so setting it from
-        # this thread starts the same graceful shutdown as SIGTERM.
-        while not server.should_exit:
-            if os.getppid() != context.supervisor_pid:
-                logger.error("supervisor is gone; stopping", extra={"slot": context.slot})
-                server.should_exit = True
-                return
+        # this thread starts the same graceful shutdown as SIGTERM. No one is
+        # left to kill a worker whose shutdown hangs, so it ends itself.
+        while os.getppid() == context.supervisor_pid:
             time.sleep(1.0)
+        logger.error("supervisor is gone; stopping", extra={"slot": context.slot})
+        server.should_exit = True
+        time.sleep(STOP_TIMEOUT_SECONDS)
+        logger.error("worker did not stop in time after its supervisor was gone; exiting", extra={"slot": context.slot})
+        os._exit(1)
 
     threading.Thread(target=watch_supervisor, name="supervisor-watch", daemon=True).start()
     server.run(sockets=[context.sock])
