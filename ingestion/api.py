@@ -431,9 +431,20 @@ async def stats(request: Request) -> Response:
     return json_response({"generated_at": format_time(now), "window_seconds": service.stats.window_seconds, "apps": apps})
 
 
+async def _store_unavailable(request: Request, error: StoreUnavailable) -> Response:
+    """Answer 503 with Retry-After on any route whose store call failed."""
+    logger.error("store unavailable", extra={"path": request.url.path, "error": str(error)})
+    return json_response(
+        {"detail": f"the store is unavailable ({error}); retry later"},
+        503,
+        headers={"Retry-After": RETRY_AFTER_UNAVAILABLE},
+    )
+
+
 def install_routes(app: FastAPI, service: IngestionService) -> None:
     app.state.ingestion = service
     app.include_router(router)
+    app.add_exception_handler(StoreUnavailable, _store_unavailable)
     schema = msgspec.json.schema_components([Event], ref_template="#/components/schemas/{name}")[1]
 
     original_openapi = app.openapi
