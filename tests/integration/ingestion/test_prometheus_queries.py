@@ -104,6 +104,11 @@ def has_data(client: httpx.Client, promql: str) -> bool:
         return bool(query(client, promql))
     except httpx.TransportError:
         return False
+    except httpx.HTTPStatusError as error:
+        # Prometheus answers 503 to queries until its storage has started.
+        if error.response.status_code == 503:
+            return False
+        raise
 
 
 def single_value(client: httpx.Client, promql: str) -> float:
