@@ -19,7 +19,7 @@ KEY_PREFIX = "umk_"
 
 @dataclass(frozen=True)
 class Principal:
-    """Who sent a request: the admin, or the holder of one app's key."""
+    """The sender of a request: the admin, or the holder of one app's key."""
 
     app_id: str | None
 
@@ -57,7 +57,7 @@ class Authenticator:
         self.store = store
 
     def identify(self, token: str) -> Principal | None:
-        """Return who holds ``token``, or None for an unknown token."""
+        """Return the principal that ``token`` belongs to, or None for an unknown token."""
         if token.startswith(KEY_PREFIX):
             key_id, _, secret = token[len(KEY_PREFIX) :].partition("_")
             app = self.store.app_by_key_id(key_id)

@@ -1,4 +1,4 @@
-"""The store interface: what the ingestion service keeps and how it asks for it.
+"""The store interface: what the ingestion service keeps and how it reads and writes it.
 
 A backend owns the registered apps, the touches, the installs, the
 attribution records and the duplicate filter. ``apply`` takes one app's
@@ -54,7 +54,7 @@ class Store(ABC):
 
     @abstractmethod
     async def ready(self) -> bool:
-        """Return True when the backend answers."""
+        """Return True when the backend responds."""
 
     # Apps ---------------------------------------------------------------
 
