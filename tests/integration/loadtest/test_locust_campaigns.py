@@ -131,7 +131,8 @@ def test_exporter_serves_campaign(ingestion, tmp_path, exporter_port):
         assert running[("unmogrowp_loadtest_events_total", (("outcome", "accepted"),))] > 0
         assert running[("locust_requests_num_requests", (("method", "POST"), ("name", "/v1/events")))] > 0
         assert ("locust_requests_current_response_time_percentile_95", ()) in running
-        assert running[("unmogrowp_loadtest_verdict", (("criterion", "overall"),))] == 1
+        # Mid-run the verdict is provisional: the first seconds may not reach the target yet.
+        assert running[("unmogrowp_loadtest_verdict", (("criterion", "overall"),))] in (0, 1)
 
         final = None
         deadline = time.monotonic() + 30
