@@ -310,14 +310,8 @@ _platform = attrgetter("platform")
 
 
 async def _lookup_app(store: Store, app_id: str) -> None:
-    try:
-        await store.get_app(app_id)
-    except StoreUnavailable as error:
-        logger.error("store unavailable", extra={"app_id": app_id, "error": str(error)})
-        raise HTTPException(
-            503, f"the event store is unavailable ({error}); retry later, retries are safe",
-            headers={"Retry-After": RETRY_AFTER_UNAVAILABLE},
-        ) from None
+    # StoreUnavailable reaches _store_unavailable, which returns 503.
+    await store.get_app(app_id)
 
 
 def _judge_app(store: Store, principal: Principal, app_id: str) -> tuple[AppSettings | None, str | None, str]:
@@ -399,11 +393,7 @@ async def list_attributions(
         limit=limit,
         after_seq=_decode_cursor(app_id, cursor),
     )
-    try:
-        records, next_seq = await request.app.state.ingestion.store.list_records(query)
-    except StoreUnavailable as error:
-        raise HTTPException(503, f"the event store is unavailable ({error}); retry later",
-                            headers={"Retry-After": RETRY_AFTER_UNAVAILABLE}) from None
+    records, next_seq = await request.app.state.ingestion.store.list_records(query)
     return json_response({
         "items": [record_to_json(record) for record in records],
         "next_cursor": None if next_seq is None else _encode_cursor(app_id, next_seq),
@@ -432,10 +422,13 @@ async def stats(request: Request) -> Response:
 
 
 async def _store_unavailable(request: Request, error: StoreUnavailable) -> Response:
-    """Answer 503 with Retry-After on any route whose store call failed."""
-    logger.error("store unavailable", extra={"path": request.url.path, "error": str(error)})
+    """Return 503 with Retry-After from any route whose store call failed."""
+    logger.error(
+        "store unavailable",
+        extra={"path": request.url.path, "path_params": dict(request.path_params), "error": str(error)},
+    )
     return json_response(
-        {"detail": f"the store is unavailable ({error}); retry later"},
+        {"detail": f"the event store is unavailable ({error}); retry later, retries are safe"},
         503,
         headers={"Retry-After": RETRY_AFTER_UNAVAILABLE},
     )

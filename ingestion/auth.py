@@ -1,8 +1,8 @@
 """Admin token and per-app ingest keys.
 
 An ingest key is ``umk_<key id>_<secret>``. Only the key id and the SHA-256 of
-the secret are stored; a presented key is found by its id and its secret's
-hash is compared in constant time.
+the secret are stored. A presented key is looked up by its id, and its
+secret's hash is compared in constant time.
 """
 
 from __future__ import annotations

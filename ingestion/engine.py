@@ -2,10 +2,10 @@
 
 The engine keeps no state of its own: it reads and writes through an
 ``AppView`` that a store backend provides. Each install is judged against the
-touches already seen, in four tiers (referrer, device-id click, fingerprint
-click, device-id impression); the first tier with a candidate that passes the
-click-injection checks wins, and inside a tier the latest touch wins, ties
-going to the touch that arrived last. Because the engine is deterministic,
+touches already seen, in four tiers: referrer, device-id click, fingerprint
+click, device-id impression. The first tier with a candidate that passes the
+click-injection checks wins. Inside a tier the latest touch wins, and ties go
+to the touch that arrived last. Because the engine is deterministic,
 the same events in the same order give the same records on every backend.
 """
 
@@ -45,10 +45,10 @@ class AppView(Protocol):
 
 @dataclass
 class Outcome:
-    """What one call of ``attribute_batch`` did.
+    """The result of one call of ``attribute_batch``.
 
-    ``duplicate_flags[i]`` is true when ``events[i]`` had been seen before;
-    ``records`` are the attribution records made, in order; ``carried`` are
+    ``duplicate_flags[i]`` is true when ``events[i]`` had been seen before.
+    ``records`` are the attribution records made, in order. ``carried`` are
     the (network, event_type) pairs that session and in-app events carried.
     """
 

@@ -2,9 +2,9 @@
 
 A batch is a JSON array of events, an object ``{"events": [...]}``, or NDJSON
 with one event per line. ``decode_batch`` decodes the common case (every event
-valid) with one typed msgspec call; when that fails, it decodes each event on
-its own so that one bad event never sinks its batch, and each rejection names
-the field and the reason.
+valid) with one typed msgspec call. When that fails, it decodes each event on
+its own, so one bad event never sinks its batch and each rejection names the
+field and the reason.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ MIN_ADMIN_TOKEN_LENGTH = 16
 
 
 class ConfigError(ValueError):
-    """A setting is invalid; the message names it and says how to fix it."""
+    """An invalid setting. The message names the setting and how to fix it."""
 
 
 def env_default(name: str, default: str) -> str:
@@ -58,7 +58,7 @@ def resolve_admin_token(data_dir: Path, *, create: bool = True) -> tuple[str, st
         token = path.read_text(encoding="utf-8").strip()
         if len(token) < MIN_ADMIN_TOKEN_LENGTH:
             raise ConfigError(
-                f"admin token file {path} holds fewer than {MIN_ADMIN_TOKEN_LENGTH} "
+                f"admin token file {path} contains fewer than {MIN_ADMIN_TOKEN_LENGTH} "
                 "characters: delete it to have a new token generated"
             )
         return token, f"file {path}"

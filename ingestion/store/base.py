@@ -108,5 +108,5 @@ class Store(ABC):
         """Return in-app revenue by the network and campaign its device's install carried."""
 
     def entry_counts(self) -> dict[str, int]:
-        """Return how many entries of each kind the store holds (for gauges)."""
+        """Return how many entries of each kind the store contains (for gauges)."""
         return {}

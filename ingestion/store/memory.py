@@ -1,9 +1,10 @@
 """The embedded store: everything in this process, saved under ``--data-dir``.
 
-State lives in dictionaries. Every accepted batch is appended to a journal
-before its request is answered; a graceful stop writes a snapshot and empties
-the journal; a start loads the snapshot and replays the journal through the
-same engine, so a restarted service attributes as if it had never stopped.
+State lives in dictionaries. Every batch is appended to a journal before it
+is applied and before its response is sent. A graceful stop, or a journal
+past ``journal_max_bytes``, writes a snapshot and empties the journal. A start
+loads the snapshot and replays the journal through the same engine, so a
+restarted service attributes as if it had never stopped.
 
 Memory is bounded three ways:
 
@@ -51,9 +52,9 @@ SNAPSHOT_VERSION = 1
 class MemoryLimits:
     """Bounds of the embedded store; counts are totals across all apps."""
 
-    # At about 930 bytes per touch, 910 per install or record and 160 per
-    # duplicate-filter entry (measured in process; longer ids and user agents
-    # cost more), the defaults stay near 4.5 GB, under the 7 GB memory alert.
+    # A touch costs about 930 bytes, an install or record 910 and a
+    # duplicate-filter entry 160 (measured in process; longer ids and user
+    # agents cost more). So the defaults stay near 4.5 GB, under the 7 GB alert.
     max_touches: int = 2_000_000
     max_installs: int = 1_000_000
     max_records: int = 1_000_000

@@ -138,7 +138,7 @@ def scraped(tmp_path_factory):
                 except httpx.TransportError:
                     pass
                 except httpx.HTTPStatusError as error:
-                    # Prometheus answers 503 to queries until its storage has started.
+                    # Prometheus returns 503 to queries until its storage has started.
                     if error.response.status_code != 503:
                         raise
                 if time.monotonic() > deadline:

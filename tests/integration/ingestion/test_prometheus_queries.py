@@ -105,7 +105,7 @@ def has_data(client: httpx.Client, promql: str) -> bool:
     except httpx.TransportError:
         return False
     except httpx.HTTPStatusError as error:
-        # Prometheus answers 503 to queries until its storage has started.
+        # Prometheus returns 503 to queries until its storage has started.
         if error.response.status_code == 503:
             return False
         raise

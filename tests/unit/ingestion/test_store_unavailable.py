@@ -1,4 +1,4 @@
-"""Every route answers 503 with Retry-After when the store is unreachable."""
+"""Every route returns 503 with Retry-After when the store is unreachable."""
 
 from __future__ import annotations
 
