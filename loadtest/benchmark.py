@@ -376,6 +376,9 @@ def write_chart(path: Path, servers: list[ServerResult], locust: list[LocustResu
     plt.close(figure)
 
 
+KEPT_SECTIONS_MARKER = "<!-- Sections below come from their own commands; a rerun of loadtest.benchmark keeps them. -->"
+
+
 def write_report(path: Path, chart: Path, context: dict, servers: list[ServerResult],
                  locust: list[LocustResult], metrics: dict | None) -> None:
     lines = [
@@ -452,7 +455,13 @@ def write_report(path: Path, chart: Path, context: dict, servers: list[ServerRes
             lines.append(f"| {name} | {value:.1f} | {metrics['speedup_vs_baseline'][name]:.1f} | {'yes' if same else 'NO'} |")
         lines += ["", f"Baseline: {metrics['baseline']}.", ""]
 
-    path.write_text("\n".join(lines))
+    # Sections measured by other commands follow the marker and survive a rerun.
+    kept = ""
+    if path.exists():
+        previous = path.read_text()
+        if KEPT_SECTIONS_MARKER in previous:
+            kept = previous[previous.index(KEPT_SECTIONS_MARKER):]
+    path.write_text("\n".join(lines) + ("\n" + kept if kept else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
