@@ -25,6 +25,9 @@ PLATFORM_ENV = "UNMOGROWP_LOADTEST_PLATFORM"
 DEFAULT_EXPORTER_PORT = 9646
 # Campaigns derive their user count from the target; above this the target is most likely a typo.
 MAX_DERIVED_USERS = 10_000
+# A campaign offers this much more than its target. A run that keeps up then measures at least
+# the target, even with a few batches still in flight when the judged window closes.
+PACING_HEADROOM = 1.02
 
 
 class SettingsError(ValueError):
@@ -78,7 +81,8 @@ def add_arguments(parser: Any) -> None:
         default=10.0,
         env_var="UNMOGROWP_LOADTEST_USER_BATCH_RATE",
         help="Batches per second each ingestion user sends at most; 0 sends the next batch as soon "
-        "as the response arrives (default 10).",
+        "as the response arrives (default 10). A campaign derives its user count from it and "
+        "spreads its target evenly over those users.",
     )
     group.add_argument(
         "--peak-users",
@@ -285,6 +289,18 @@ class Settings:
         if not self.target_events_per_second or not self.user_batch_rate:
             return 1
         return max(1, math.ceil(self.target_events_per_second / (self.batch_size * self.user_batch_rate)))
+
+    def paced_batch_rate(self) -> float:
+        """Return the batches per second each ingestion user sends; 0 sends without pause.
+
+        A campaign spreads its target (plus PACING_HEADROOM) evenly over the users at the full
+        level. Together they then offer the target, not up to one user's rate more. Without a
+        campaign each user sends `--user-batch-rate`.
+        """
+        if not self.campaign or not self.target_events_per_second or not self.user_batch_rate:
+            return self.user_batch_rate
+        offered = self.target_events_per_second * PACING_HEADROOM
+        return offered / (self.batch_size * self.peak_ingestion_users())
 
 
 def admin_token() -> str | None:

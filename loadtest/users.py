@@ -17,10 +17,11 @@ import urllib.parse
 
 import msgspec
 import gevent
-from locust import FastHttpUser, constant_throughput, task
+from locust import FastHttpUser, task
 from locust.runners import LocalRunner
 
 from loadtest.apps import SetupError
+from loadtest.pacing import SchedulePacer
 from loadtest.recorder import EVENTS_ENDPOINT
 from loadtest.settings import admin_token
 from loadtest.state import STATE
@@ -82,8 +83,8 @@ class IngestionUserBase(FastHttpUser):
         settings = STATE.settings
         self.feed = None
         self.traceparent = settings.traceparent
-        rate = settings.user_batch_rate
-        self._pacer = constant_throughput(rate) if rate > 0 else None
+        rate = settings.paced_batch_rate()
+        self._pacer = SchedulePacer(rate) if rate > 0 else None
         try:
             self.feed = STATE.ingestion_feed(self.client)
         except SetupError as error:
@@ -92,7 +93,7 @@ class IngestionUserBase(FastHttpUser):
     def wait_time(self) -> float:
         if self.feed is None:
             return _IDLE_WAIT_S
-        return self._pacer(self) if self._pacer is not None else 0
+        return self._pacer.wait() if self._pacer is not None else 0
 
     @task
     def post_batch(self) -> None:
