@@ -13,6 +13,7 @@ from exporters.metrics import Counter, Registry
 from ingestion.api import IngestionService, Limits, install_routes
 from ingestion.metrics import IngestionMetrics
 from ingestion.store.base import Store
+from ingestion.store.forking import SNAPSHOT_MODES, fork_snapshots
 from ingestion.store.memory import MemoryLimits, MemoryStore
 from ingestion.store.redis_client import StoreUrlError, is_redis_url
 from services.app import create_app
@@ -63,8 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fsync-interval", type=float, default=1.0,
                         help="seconds between fsync calls on the journal: what a power loss can lose")
     parser.add_argument("--journal-max-bytes", type=positive_int, default=512 * 1024 * 1024,
-                        help="journal size in bytes past which the store writes a snapshot and empties the journal; "
-                        "event requests wait while it does")
+                        help="journal segment size in bytes past which the store starts a new segment and folds "
+                        "the previous ones into a snapshot")
+    parser.add_argument("--snapshot-mode", choices=SNAPSHOT_MODES, default="auto",
+                        help="how a compaction writes its snapshot: fork (a child process writes it while event "
+                        "requests go on), in-process (event requests wait while this process writes it), or auto "
+                        "(default): fork when this process may run on more than one CPU")
     parser.add_argument("--record-retention", type=positive_int, default=400 * 86400,
                         help="seconds a Redis store keeps attribution records and revenue after writing them")
     parser.add_argument("--stats-window", type=positive_int, default=300,
@@ -104,7 +109,11 @@ def build_store(args: argparse.Namespace) -> Store:
         late_arrival_s=args.late_arrival,
     )
     return MemoryStore(
-        args.data_dir, limits=limits, fsync_interval=args.fsync_interval, journal_max_bytes=args.journal_max_bytes
+        args.data_dir,
+        limits=limits,
+        fsync_interval=args.fsync_interval,
+        journal_max_bytes=args.journal_max_bytes,
+        fork_snapshots=fork_snapshots(args.snapshot_mode),
     )
 
 

@@ -1,10 +1,12 @@
 """The embedded store: everything in this process, saved under ``--data-dir``.
 
 State lives in dictionaries. Every batch is appended to a journal before it
-is applied and before its response is sent. A graceful stop, or a journal
-past ``journal_max_bytes``, writes a snapshot and empties the journal. A start
-loads the snapshot and replays the journal through the same engine, so a
-restarted service attributes as if it had never stopped.
+is applied and before its response is sent. A graceful stop writes a snapshot.
+A journal segment past ``journal_max_bytes`` starts a compaction: a new segment
+takes the next batches, and a forked child writes a snapshot of the state as it
+was at the fork, so ingestion pauses only for the fork (see ``forking``). A
+start loads the snapshot and replays the segments it does not include through
+the same engine, so a restarted service attributes as if it had never stopped.
 
 Memory is bounded three ways:
 
@@ -29,6 +31,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import msgspec
@@ -38,7 +41,9 @@ from ingestion.engine import Outcome, attribute_batch
 from ingestion.events import Event
 from ingestion.model import AppSettings, Record, StoredApp, Touch
 from ingestion.store.base import RecordQuery, RevenueLine, Store, StoreUnavailable
+from ingestion.store.forking import ForkedCall, fork_call, fork_supported
 from ingestion.store.journal import Journal, JournalError, read_frames
+from ingestion.store.segments import delete_segments_through, list_segments, segment_path
 
 logger = logging.getLogger(__name__)
 
@@ -298,6 +303,8 @@ class Snapshot(msgspec.Struct):
     seq: int
     seen: list[tuple[str, float]]
     apps: list[AppSnapshot]
+    # The last journal segment folded into this snapshot; -1 in snapshots that predate segments.
+    journal_generation: int = -1
 
 
 class JournalEntry(msgspec.Struct, array_like=True):
@@ -323,9 +330,17 @@ class MemoryStore(Store):
         limits: MemoryLimits | None = None,
         fsync_interval: float = 1.0,
         journal_max_bytes: int = 512 * 1024 * 1024,
+        fork_snapshots: bool = True,
     ) -> None:
         self.data_dir = data_dir
         self.journal_max_bytes = journal_max_bytes
+        # Without fork, a compaction writes the snapshot in this process while batches wait.
+        self.fork_snapshots = fork_snapshots and fork_supported()
+        self.journal_generation = 1
+        self._compaction: asyncio.Task | None = None
+        # Bytes a failed compaction adds to journal_max_bytes before the next attempt.
+        self._compaction_deferral = 0
+        self.compaction_failures = 0
         # Batches between their journal append and their application; a
         # compaction waits for none to be in flight, behind a closed gate.
         self._in_flight = 0
@@ -364,7 +379,8 @@ class MemoryStore(Store):
 
     @property
     def journal_path(self) -> Path:
-        return self.data_dir / "journal.bin"
+        """The journal segment that new batches go to."""
+        return segment_path(self.data_dir, self.journal_generation)
 
     # Lifecycle ----------------------------------------------------------
 
@@ -375,10 +391,11 @@ class MemoryStore(Store):
         self.journal.open()
 
     async def stop(self) -> None:
+        await self.compaction_finished()
         if self.journal is not None:
             await asyncio.to_thread(self.journal.close)
             self.journal = None
-        await asyncio.to_thread(self._save_snapshot)
+        await asyncio.to_thread(self._save_snapshot, self.journal_generation)
 
     async def ready(self) -> bool:
         return self.journal is not None
@@ -398,21 +415,32 @@ class MemoryStore(Store):
             saved_apps = msgspec.msgpack.decode(self.apps_path.read_bytes(), type=AppsFile)
             for app in saved_apps.apps:
                 self._index_app(app)
+        included = -1
         if snapshot is not None:
             self._restore_snapshot(snapshot)
+            included = snapshot.journal_generation
         replayed = 0
-        for frame in read_frames(self.journal_path):
-            entry = self._journal_decoder.decode(frame)
-            stored = self.apps.get(entry.app_id)
-            if stored is None:
+        segments = list_segments(self.data_dir)
+        for generation, path in segments:
+            if generation <= included:
+                # A compaction's snapshot was written but the process stopped before deleting this.
                 continue
-            self._apply_now(entry.settings or stored.settings, entry.events, entry.now)
-            replayed += len(entry.events)
+            for frame in read_frames(path):
+                entry = self._journal_decoder.decode(frame)
+                stored = self.apps.get(entry.app_id)
+                if stored is None:
+                    continue
+                self._apply_now(entry.settings or stored.settings, entry.events, entry.now)
+                replayed += len(entry.events)
         for stored in self.apps.values():
             self.states[stored.settings.app_id].settings = stored.settings
+        newest = max([included, 0, *(generation for generation, _ in segments)])
+        self.journal_generation = newest + 1
         if replayed:
-            # Fold the replayed journal into a snapshot so the next start is quick.
-            self._save_snapshot()
+            # Fold the replayed segments into a snapshot so the next start is quick.
+            self._save_snapshot(newest)
+        elif segments:
+            delete_segments_through(self.data_dir, newest)
         logger.info(
             "store loaded",
             extra={
@@ -423,7 +451,19 @@ class MemoryStore(Store):
             },
         )
 
-    def _save_snapshot(self) -> None:
+    def _save_snapshot(self, generation: int) -> None:
+        """Write a snapshot that includes journal segments up to `generation`, then delete them."""
+        self._write_snapshot(generation)
+        delete_segments_through(self.data_dir, generation)
+        logger.info(
+            "snapshot written", extra={"path": str(self.snapshot_path), "seq": self.seq, "journal_generation": generation}
+        )
+
+    def _write_snapshot(self, generation: int) -> None:
+        """Write the state as a snapshot that includes journal segments up to `generation`.
+
+        It also runs in a forked child, so it must not log: the parent logs for it.
+        """
         snapshot = Snapshot(
             version=SNAPSHOT_VERSION,
             seq=self.seq,
@@ -440,12 +480,9 @@ class MemoryStore(Store):
                 )
                 for state in self.states.values()
             ],
+            journal_generation=generation,
         )
         _write_atomically(self.snapshot_path, msgspec.msgpack.encode(snapshot))
-        # The snapshot now contains everything the journal contained.
-        with open(self.journal_path, "wb"):
-            pass
-        logger.info("snapshot written", extra={"path": str(self.snapshot_path), "seq": self.seq})
 
     def _restore_snapshot(self, snapshot: Snapshot) -> None:
         self.seq = snapshot.seq
@@ -526,9 +563,6 @@ class MemoryStore(Store):
     # Events -------------------------------------------------------------
 
     async def apply(self, app: AppSettings, events: list[Event], now: float) -> Outcome:
-        journal = self.journal
-        if journal is None:
-            raise StoreUnavailable("the embedded store is not open")
         # Journal first, apply second: a failed write leaves memory untouched, so
         # the 503 that follows is safe to retry. Replaying the journal filters
         # the batch's duplicates again, so they need not be left out here. The
@@ -536,6 +570,10 @@ class MemoryStore(Store):
         # without awaiting, so memory applies batches in journal order.
         if not self._gate.is_set():
             await self._gate.wait()
+        # Read after the gate: a compaction behind it may have switched to a new segment.
+        journal = self.journal
+        if journal is None:
+            raise StoreUnavailable("the embedded store is not open")
         payload = self._journal_encoder.encode(JournalEntry(app.app_id, now, events, app))
         self._in_flight += 1
         try:
@@ -546,28 +584,85 @@ class MemoryStore(Store):
             raise StoreUnavailable(str(error)) from error
         finally:
             self._in_flight -= 1
-        if journal.bytes_written > self.journal_max_bytes and self._gate.is_set():
+        due = journal.bytes_written > self.journal_max_bytes + self._compaction_deferral
+        if due and self._gate.is_set() and not self.compacting:
             await self._compact()
         return outcome
 
+    @property
+    def compacting(self) -> bool:
+        return self._compaction is not None and not self._compaction.done()
+
+    async def compaction_finished(self) -> None:
+        """Wait until a compaction's snapshot process, if one runs, has ended."""
+        if self._compaction is not None:
+            await asyncio.shield(self._compaction)
+
     async def _compact(self) -> None:
-        """Fold the journal into a new snapshot while no batch is in flight."""
+        """Switch to a new journal segment and fold the previous ones into a snapshot.
+
+        Batches wait at the gate until no batch is between its journal append and its
+        application, and then while the segment is switched and the snapshot process forked.
+        Without fork they also wait while this process writes the snapshot.
+        """
         self._gate.clear()
         started = time.monotonic()
+        included = self.journal_generation
         try:
             while self._in_flight:
                 await asyncio.sleep(0.001)
-            # Batches wait at the gate, so nothing changes the state while the
-            # thread encodes it; reads go on.
-            await asyncio.to_thread(self._save_snapshot)
-            if self.journal is not None:
-                self.journal.bytes_written = 0
+            previous = self._switch_segment()
+            self._compaction_deferral = 0
+            if self.fork_snapshots:
+                # The child writes the state as it is now. Batches after the gate opens go to the new segment.
+                child = fork_call(partial(self._write_snapshot, included))
+                self._compaction = asyncio.create_task(self._finish_compaction(child, previous, included, started))
+                return
+            await asyncio.to_thread(previous.close)
+            await asyncio.to_thread(self._save_snapshot, included)
             self.compactions += 1
+            logger.info("journal compacted", extra={"seconds": round(time.monotonic() - started, 3), "journal_generation": included})
         except OSError:
-            logger.exception("journal compaction failed; the journal keeps growing", extra={"path": str(self.journal_path)})
+            self.compaction_failures += 1
+            # Retry once the current segment has grown by another journal_max_bytes, not on every batch.
+            self._compaction_deferral = self.journal.bytes_written
+            logger.exception(
+                "journal compaction failed; the journal segments stay and are replayed on start",
+                extra={"path": str(self.journal_path), "journal_generation": included},
+            )
         finally:
             self._gate.set()
-        logger.info("journal compacted", extra={"seconds": round(time.monotonic() - started, 3)})
+
+    def _switch_segment(self) -> Journal:
+        """Open the next journal segment for new batches and return the previous journal, still open."""
+        journal = Journal(segment_path(self.data_dir, self.journal_generation + 1), fsync_interval=self.fsync_interval)
+        journal.open()
+        previous = self.journal
+        self.journal = journal
+        self.journal_generation += 1
+        return previous
+
+    async def _finish_compaction(self, child: ForkedCall, previous: Journal, included: int, started: float) -> None:
+        """Close the previous segment, wait for the snapshot process, then delete the segments it includes."""
+        await asyncio.to_thread(previous.close)
+        error = await asyncio.to_thread(child.wait)
+        if error is not None:
+            self.compaction_failures += 1
+            logger.error(
+                "snapshot process failed; the journal segments stay and are replayed on start",
+                extra={"error": error, "child_pid": child.pid, "journal_generation": included},
+            )
+            return
+        try:
+            await asyncio.to_thread(delete_segments_through, self.data_dir, included)
+        except OSError:
+            # The snapshot records which segments it includes, so a start skips them anyway.
+            logger.exception("deleting compacted journal segments failed", extra={"journal_generation": included})
+        self.compactions += 1
+        logger.info(
+            "journal compacted",
+            extra={"seconds": round(time.monotonic() - started, 3), "journal_generation": included, "child_pid": child.pid},
+        )
 
     def _apply_now(self, app: AppSettings, events: list[Event], now: float) -> Outcome:
         state = self._state_for(app.app_id)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from ingestion.store.segments import list_segments
 from tests.integration.ingestion.helpers import Api, click, install, run_ingestion, session
 
 
@@ -52,7 +53,7 @@ def test_sigterm_keeps_records_dedup_touches(tmp_path):
 
     assert first["accepted"] == 4
     assert (tmp_path / "data" / "snapshot.msgpack").exists()
-    assert (tmp_path / "data" / "journal.bin").stat().st_size == 0
+    assert list_segments(tmp_path / "data") == []
 
     with node.run() as service:
         api = Api(service)
@@ -92,7 +93,8 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path):
             assert api.send(key, batch)["accepted"] == 40
         service.stop(signal.SIGKILL)
         api.close()
-    assert (tmp_path / "data" / "journal.bin").stat().st_size > 0
+    [(_, segment)] = list_segments(tmp_path / "data")
+    assert segment.stat().st_size > 0
 
     with node.run() as service:
         api = Api(service)

@@ -265,26 +265,28 @@ async def test_journal_replay_uses_settings_of_the_time(make_harness):
         await restarted.store.stop()
 
 
-async def test_snapshot_rename_synced_before_journal_emptied(make_harness, monkeypatch):
+async def test_snapshot_rename_synced_before_journal_deleted(make_harness, monkeypatch):
     harness = await make_harness()
     await harness.send(event("install", "install", T, gaid="g-1"))
     store = harness.store
+    segment = store.journal_path
     steps: list[str] = []
     real_fsync = os.fsync
-    real_open = open
+    real_unlink = Path.unlink
 
     def recording_fsync(descriptor: int) -> None:
         if stat.S_ISDIR(os.fstat(descriptor).st_mode):
             steps.append("folder synced")
         real_fsync(descriptor)
 
-    def recording_open(file, mode="r", *args, **kwargs):
-        if Path(file) == store.journal_path and "w" in mode:
-            steps.append("journal emptied")
-        return real_open(file, mode, *args, **kwargs)
+    def recording_unlink(path: Path, missing_ok: bool = False) -> None:
+        if path == segment:
+            steps.append("journal deleted")
+        real_unlink(path, missing_ok=missing_ok)
 
     monkeypatch.setattr(os, "fsync", recording_fsync)
-    monkeypatch.setattr("builtins.open", recording_open)
+    monkeypatch.setattr(Path, "unlink", recording_unlink)
     await store.stop()
 
-    assert steps == ["folder synced", "journal emptied"]
+    assert steps == ["folder synced", "journal deleted", "folder synced"]
+    assert not segment.exists()

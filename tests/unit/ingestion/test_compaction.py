@@ -1,0 +1,196 @@
+"""Journal compaction: segment switch, the forked snapshot, and starts after each crash point."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+
+import msgspec
+import pytest
+
+from ingestion.store.forking import fork_snapshots
+from ingestion.store.memory import Snapshot
+from ingestion.store.segments import LEGACY_NAME, list_segments, segment_path
+from tests.unit.ingestion.helpers import T, Harness, event, open_store
+
+
+def clicks(batch: int, count: int = 20) -> list[dict]:
+    return [event("click", f"click-{batch}-{index}", T + index, gaid=f"g-{batch}-{index}") for index in range(count)]
+
+
+def crash(harness: Harness) -> None:
+    """Stop the journal thread as a killed process would: no snapshot, nothing more written."""
+    harness.store.journal.close()
+    harness.store.journal = None
+
+
+async def reopen_after_crash(harness: Harness) -> Harness:
+    crash(harness)
+    store = await open_store(harness.store.data_dir)
+    return Harness(store, store.apps[harness.settings.app_id].settings)
+
+
+def read_snapshot(harness: Harness) -> Snapshot:
+    return msgspec.msgpack.decode(harness.store.snapshot_path.read_bytes(), type=Snapshot)
+
+
+def snapshot_touch_ids(harness: Harness) -> set[str]:
+    return {touch.event_id for app in read_snapshot(harness).apps for touch in app.touches}
+
+
+async def test_compaction_switches_segment(make_harness):
+    harness = await make_harness()
+    store = harness.store
+    store.journal_max_bytes = 2_000
+    first_segment = store.journal_path
+
+    await harness.send(*clicks(0))
+    await store.compaction_finished()
+
+    assert store.compactions == 1
+    assert store.journal_generation == 2
+    assert not first_segment.exists()
+    assert store.journal_path == segment_path(store.data_dir, 2)
+    assert store.journal_path.stat().st_size == store.journal.bytes_written == 0
+    assert read_snapshot(harness).journal_generation == 1
+    assert len(snapshot_touch_ids(harness)) == 20
+
+
+async def test_snapshot_excludes_batches_after_fork(make_harness):
+    harness = await make_harness()
+    store = harness.store
+    store.journal_max_bytes = 2_000
+
+    await harness.send(*clicks(0))
+    # The child is forked; this batch goes to the new segment whether or not the child has finished.
+    await harness.send(*clicks(1, count=5))
+    await store.compaction_finished()
+
+    touch_ids = snapshot_touch_ids(harness)
+    assert "click-0-19" in touch_ids
+    assert "click-1-0" not in touch_ids
+    assert store.compactions == 1
+    assert store.journal.bytes_written > 0
+
+
+async def test_crash_after_compaction_keeps_all(make_harness):
+    harness = await make_harness()
+    harness.store.journal_max_bytes = 2_000
+    await harness.send(*clicks(0))
+    await harness.send(*clicks(1, count=5))
+    await harness.store.compaction_finished()
+
+    reopened = await reopen_after_crash(harness)
+    try:
+        resent = await reopened.send(event("click", "click-0-3", T), event("click", "click-1-4", T))
+        assert resent.duplicate_flags == [True, True]
+        assert reopened.store.entry_counts()["touch"] == 25
+    finally:
+        await reopened.store.stop()
+
+
+async def test_failed_snapshot_keeps_segments(make_harness, caplog):
+    harness = await make_harness()
+    store = harness.store
+    store.journal_max_bytes = 2_000
+    first_segment = store.journal_path
+    # The child's temporary file is a folder, so its open() fails.
+    store.snapshot_path.with_suffix(".msgpack.tmp").mkdir()
+
+    with caplog.at_level(logging.ERROR, logger="ingestion.store.memory"):
+        await harness.send(*clicks(0))
+        await store.compaction_finished()
+
+    assert store.compactions == 0
+    assert store.compaction_failures == 1
+    assert first_segment.exists()
+    [failure] = [record for record in caplog.records if record.message.startswith("snapshot process failed")]
+    assert "IsADirectoryError" in failure.error
+    assert failure.journal_generation == 1
+
+    store.snapshot_path.with_suffix(".msgpack.tmp").rmdir()
+    await harness.send(*clicks(1, count=5))
+    reopened = await reopen_after_crash(harness)
+    try:
+        assert reopened.store.entry_counts()["touch"] == 25
+    finally:
+        await reopened.store.stop()
+
+
+async def test_start_skips_included_segment(make_harness, caplog):
+    """A crash after the child renamed its snapshot but before the segment was deleted."""
+    harness = await make_harness()
+    store = harness.store
+    await harness.send(*clicks(0))
+    first_segment_copy = store.data_dir / "first-segment-copy"
+    shutil.copyfile(store.journal_path, first_segment_copy)
+    store.journal_max_bytes = 2_000
+    await harness.send(*clicks(1, count=5))
+    await store.compaction_finished()
+    assert read_snapshot(harness).journal_generation == 1
+    shutil.copyfile(first_segment_copy, segment_path(store.data_dir, 1))
+    first_segment_copy.unlink()
+
+    with caplog.at_level(logging.INFO, logger="ingestion.store.memory"):
+        reopened = await reopen_after_crash(harness)
+    try:
+        [loaded] = [record for record in caplog.records if record.message == "store loaded"]
+        assert loaded.journal_events_replayed == 0
+        # Segments 1 (included) and 2 (empty) are deleted; the new process writes to 3.
+        assert [generation for generation, _ in list_segments(reopened.store.data_dir)] == [3]
+        assert reopened.store.entry_counts()["touch"] == 25
+    finally:
+        await reopened.store.stop()
+
+
+async def test_legacy_journal_replayed(make_harness):
+    """A data folder of a version with one journal.bin and snapshots without a generation."""
+    harness = await make_harness()
+    await harness.send(*clicks(0, count=3))
+    await harness.store.stop()
+    legacy_snapshot = msgspec.msgpack.decode(harness.store.snapshot_path.read_bytes())
+    del legacy_snapshot["journal_generation"]
+    harness.store.snapshot_path.write_bytes(msgspec.msgpack.encode(legacy_snapshot))
+    store = await open_store(harness.store.data_dir)
+    reopened = Harness(store, store.apps[harness.settings.app_id].settings)
+    await reopened.send(*clicks(1, count=4))
+    crash(reopened)
+    reopened.store.journal_path.rename(reopened.store.data_dir / LEGACY_NAME)
+
+    store = await open_store(harness.store.data_dir)
+    try:
+        assert store.entry_counts()["touch"] == 7
+        assert not (store.data_dir / LEGACY_NAME).exists()
+    finally:
+        await store.stop()
+
+
+@pytest.mark.parametrize("fork_snapshots", [True, False], ids=["forked", "in process"])
+async def test_compaction_modes_same_state(make_harness, fork_snapshots):
+    harness = await make_harness()
+    store = harness.store
+    store.fork_snapshots = fork_snapshots
+    store.journal_max_bytes = 2_000
+
+    for batch in range(4):
+        await harness.send(*clicks(batch))
+        await store.compaction_finished()
+
+    assert store.compactions == 4
+    assert store.journal_generation == 5
+    assert len(snapshot_touch_ids(harness)) == 80
+
+
+def test_snapshot_mode_auto_follows_cpus():
+    cpus = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(cpus)})
+        one_cpu = fork_snapshots("auto")
+    finally:
+        os.sched_setaffinity(0, cpus)
+
+    assert one_cpu is False
+    assert fork_snapshots("auto") is (len(cpus) > 1)
+    assert fork_snapshots("fork") is True
+    assert fork_snapshots("in-process") is False
