@@ -83,6 +83,25 @@ async def test_max_dedup_entries_forgets_oldest(make_harness):
     assert resent.duplicate_flags == [False, True]
 
 
+@pytest.mark.parametrize("graceful", [True, False], ids=["snapshot", "journal replay"])
+async def test_dedup_order_matches_filter(make_harness, graceful):
+    harness = await make_harness(limits=MemoryLimits(max_dedup_entries=5, dedup_horizon_s=60))
+    await harness.send(*(event("session", f"early-{index}", T) for index in range(3)), now=NOW)
+    await harness.send(*(event("session", f"late-{index}", T) for index in range(4)), now=NOW + 30)
+    await harness.send(event("session", "latest", T), now=NOW + 70)
+
+    store = harness.store
+    assert list(store.seen_order) == list(store.seen)
+    assert [key.split("\x1f", 1)[1] for key in store.seen_order] == ["late-0", "late-1", "late-2", "late-3", "latest"]
+
+    restarted = await reopen(harness, graceful=graceful)
+    try:
+        assert list(restarted.store.seen_order) == list(restarted.store.seen)
+        assert len(restarted.store.seen_order) == 5
+    finally:
+        await restarted.store.stop()
+
+
 async def test_touch_counts_shared_across_apps(make_harness):
     harness = await make_harness(limits=MemoryLimits(max_touches=4))
     other = AppSettings(app_id="other.app", platform="ios")
