@@ -65,7 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds between fsync calls on the journal: what a power loss can lose")
     parser.add_argument("--journal-max-bytes", type=positive_int, default=512 * 1024 * 1024,
                         help="journal segment size in bytes past which the store starts a new segment and folds "
-                        "the previous ones into a snapshot")
+                        "the previous ones into a snapshot; a segment may first grow to the size of the last "
+                        "snapshot")
     parser.add_argument("--snapshot-mode", choices=SNAPSHOT_MODES, default="auto",
                         help="how a compaction writes its snapshot: fork (a child process writes it while event "
                         "requests go on), in-process (event requests wait while this process writes it), or auto "

@@ -342,6 +342,9 @@ class MemoryStore(Store):
         self._compaction: asyncio.Task | None = None
         # Bytes a failed compaction adds to journal_max_bytes before the next attempt.
         self._compaction_deferral = 0
+        # Size of the last snapshot written. A segment may grow to it before a compaction, so
+        # compactions write at most one snapshot byte per journal byte however large the state.
+        self.snapshot_bytes = 0
         self.compaction_failures = 0
         # Batches between their journal append and their application; a
         # compaction waits for none to be in flight, behind a closed gate.
@@ -410,7 +413,9 @@ class MemoryStore(Store):
         started = time.monotonic()
         snapshot = None
         if self.snapshot_path.exists():
-            snapshot = msgspec.msgpack.decode(self.snapshot_path.read_bytes(), type=Snapshot)
+            data = self.snapshot_path.read_bytes()
+            self.snapshot_bytes = len(data)
+            snapshot = msgspec.msgpack.decode(data, type=Snapshot)
             # The duplicate filter's keys start with each app's code, so every app
             # gets its saved code back, deleted apps included, before any new one is handed out.
             for saved in snapshot.apps:
@@ -460,6 +465,7 @@ class MemoryStore(Store):
     def _save_snapshot(self, generation: int) -> None:
         """Write a snapshot that includes journal segments up to `generation`, then delete them."""
         self._write_snapshot(generation)
+        self.snapshot_bytes = self.snapshot_path.stat().st_size
         delete_segments_through(self.data_dir, generation)
         logger.info(
             "snapshot written", extra={"path": str(self.snapshot_path), "seq": self.seq, "journal_generation": generation}
@@ -591,7 +597,7 @@ class MemoryStore(Store):
             raise StoreUnavailable(str(error)) from error
         finally:
             self._in_flight -= 1
-        due = journal.bytes_written > self.journal_max_bytes + self._compaction_deferral
+        due = journal.bytes_written > max(self.journal_max_bytes, self.snapshot_bytes) + self._compaction_deferral
         if due and self._gate.is_set() and not self.compacting:
             await self._compact()
         return outcome
@@ -661,6 +667,7 @@ class MemoryStore(Store):
             )
             return
         try:
+            self.snapshot_bytes = self.snapshot_path.stat().st_size
             await asyncio.to_thread(delete_segments_through, self.data_dir, included)
         except OSError:
             # The snapshot records which segments it includes, so a start skips them anyway.

@@ -167,19 +167,30 @@ async def test_legacy_journal_replayed(make_harness):
 
 
 @pytest.mark.parametrize("fork_snapshots", [True, False], ids=["forked", "in process"])
-async def test_compaction_modes_same_state(make_harness, fork_snapshots):
+async def test_segment_grows_to_snapshot_size(make_harness, fork_snapshots):
     harness = await make_harness()
     store = harness.store
     store.fork_snapshots = fork_snapshots
     store.journal_max_bytes = 2_000
+    await harness.send(*clicks(0, count=100))
+    await store.compaction_finished()
+    assert store.compactions == 1
+    assert store.snapshot_bytes == store.snapshot_path.stat().st_size > 4_000
 
-    for batch in range(4):
-        await harness.send(*clicks(batch))
+    largest_uncompacted = 0
+    for batch in range(1, 40):
+        await harness.send(*clicks(batch, count=5))
         await store.compaction_finished()
+        if store.compactions == 2:
+            break
+        largest_uncompacted = store.journal.bytes_written
+        assert largest_uncompacted <= store.snapshot_bytes
 
-    assert store.compactions == 4
-    assert store.journal_generation == 5
-    assert len(snapshot_touch_ids(harness)) == 80
+    # A segment past journal_max_bytes but not past the snapshot's size did not compact.
+    assert store.compactions == 2
+    assert largest_uncompacted > store.journal_max_bytes
+    assert read_snapshot(harness).journal_generation == 2
+    assert len(snapshot_touch_ids(harness)) == 100 + 5 * batch
 
 
 def test_snapshot_mode_auto_follows_cpus():
