@@ -4,7 +4,7 @@ Locust's `constant_throughput` waits one period minus the time the last request 
 response costs its user that much rate for good. A campaign judged on throughput needs the
 user to make up for it: `SchedulePacer` keeps the user's send times on a fixed grid, so that
 after a slow response the next batch goes out at once. That is also what a mobile SDK does:
-it keeps the events it could not send and sends them once the service answers again. A user
+it keeps the events it could not send and sends them once the service responds again. A user
 catches up at most `max_lag_s` seconds. Further behind, it starts a new grid from now, so a
 long outage does not end in a burst of everything missed.
 """
