@@ -5,8 +5,8 @@
 For each snapshot mode, one after the other, a fresh `unmogrowp ingestion` (embedded store in a
 temporary folder) takes the benchmark's load of 1,000-event batches with fresh ids for
 `windows` consecutive windows of `window` seconds each. The journal takes about 330 bytes per
-event, so at 130,000 events/s the default segment of 512 MiB fills in about 12 s, and with the
-segments growing to the snapshot's size a 40 s run includes two or three compactions. Reported
+event. At 130,000 events/s the default segment of 512 MiB fills in about 12 s, and later
+segments grow to the snapshot's size, so a 40 s run includes one to three compactions. Reported
 per mode: the events per second and p95 of every window, their mean and minimum, and the
 "journal compacted" lines of the service log with the seconds each compaction took.
 
