@@ -380,7 +380,7 @@ KEPT_SECTIONS_MARKER = "<!-- Sections below come from their own commands; a reru
 
 
 def write_report(path: Path, chart: Path, context: dict, servers: list[ServerResult],
-                 locust: list[LocustResult], metrics: dict | None) -> None:
+                 locust: list[LocustResult], metrics: dict | None, tracing_table: str | None = None) -> None:
     lines = [
         "# Benchmarks",
         "",
@@ -454,6 +454,18 @@ def write_report(path: Path, chart: Path, context: dict, servers: list[ServerRes
             same = metrics["counts_match"][name] and metrics["sums_match"][name]
             lines.append(f"| {name} | {value:.1f} | {metrics['speedup_vs_baseline'][name]:.1f} | {'yes' if same else 'NO'} |")
         lines += ["", f"Baseline: {metrics['baseline']}.", ""]
+
+    if tracing_table is not None:
+        lines += [
+            "## Cost of tracing",
+            "",
+            "Four ingestion services, one per setting, all pinned to the server CPU and loaded in turn, "
+            "the order rotating each round (`loadtest.bench_tracing.run`); the cost is the change in "
+            "the median rate against tracing off.",
+            "",
+            tracing_table,
+            "",
+        ]
 
     # Sections measured by other commands follow the marker and survive a rerun.
     kept = ""
@@ -567,15 +579,7 @@ def main(argv: list[str] | None = None) -> int:
             tracing["table"] = bench_tracing.format_table(tracing)
 
     write_chart(chart, servers, locust)
-    write_report(args.output, chart, context, servers, locust, metrics)
-    if tracing is not None:
-        with args.output.open("a") as report:
-            report.write(
-                "\n## Cost of tracing\n\n"
-                "Four ingestion services, one per setting, all pinned to the server CPU and loaded in turn, "
-                "the order rotating each round (`loadtest.bench_tracing.run`); the cost is the change in "
-                "the median rate against tracing off.\n\n" + tracing["table"] + "\n"
-            )
+    write_report(args.output, chart, context, servers, locust, metrics, tracing["table"] if tracing else None)
     if args.json is not None:
         args.json.write_text(json.dumps({
             "context": context,
