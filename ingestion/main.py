@@ -13,7 +13,6 @@ from exporters.metrics import Counter, Registry
 from ingestion.api import IngestionService, Limits, install_routes
 from ingestion.metrics import IngestionMetrics
 from ingestion.store.base import Store
-from ingestion.store.forking import SNAPSHOT_MODES, fork_snapshots
 from ingestion.store.memory import MemoryLimits, MemoryStore
 from ingestion.store.redis_client import StoreUrlError, is_redis_url
 from services.app import create_app
@@ -67,10 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="journal segment size in bytes past which the store starts a new segment and folds "
                         "the previous ones into a snapshot; a segment may first grow to the size of the last "
                         "snapshot")
-    parser.add_argument("--snapshot-mode", choices=SNAPSHOT_MODES, default="auto",
-                        help="how a compaction writes its snapshot: fork (a child process writes it while event "
-                        "requests go on), in-process (event requests wait while this process writes it), or auto "
-                        "(default): fork when this process may run on more than one CPU")
+    parser.add_argument("--snapshot-mode", choices=("in-process", "fork"), default="in-process",
+                        help="how a compaction writes its snapshot: in-process (default; event requests wait "
+                        "while this process encodes the state) or fork (a child process writes it while event "
+                        "requests go on, more slowly)")
     parser.add_argument("--record-retention", type=positive_int, default=400 * 86400,
                         help="seconds a Redis store keeps attribution records and revenue after writing them")
     parser.add_argument("--stats-window", type=positive_int, default=300,
@@ -114,7 +113,7 @@ def build_store(args: argparse.Namespace) -> Store:
         limits=limits,
         fsync_interval=args.fsync_interval,
         journal_max_bytes=args.journal_max_bytes,
-        fork_snapshots=fork_snapshots(args.snapshot_mode),
+        fork_snapshots=args.snapshot_mode == "fork",
     )
 
 

@@ -118,9 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
-    unknown = [mode for mode in modes if mode not in ("auto", "fork", "in-process")]
+    unknown = [mode for mode in modes if mode not in ("fork", "in-process")]
     if unknown:
-        parser.error(f"--modes: unknown snapshot mode {unknown[0]!r}; use auto, fork or in-process")
+        parser.error(f"--modes: unknown snapshot mode {unknown[0]!r}; use fork or in-process")
     os.sched_setaffinity(0, {args.client_cpu})
 
     results = []

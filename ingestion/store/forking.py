@@ -3,8 +3,9 @@
 After `os.fork` the child sees the parent's objects as they were at that instant, and the kernel
 copies a page only when one of the two processes writes to it. The embedded store writes its
 snapshot this way, as Redis does with BGSAVE: the child encodes and writes the state while the
-parent goes on applying batches. The price is memory: pages that the parent changes while the
-child runs exist twice, at worst the whole heap.
+parent goes on applying batches. The price is memory: every page that either process writes
+to while the child runs exists twice. Python writes to an object whenever it takes a reference,
+so a child that encodes the whole state may copy the whole heap.
 """
 
 from __future__ import annotations
@@ -13,31 +14,14 @@ import gc
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 # Bytes of the child's error message that reach the parent. A pipe's buffer takes far more.
 MAX_ERROR_BYTES = 4000
 
 
-SNAPSHOT_MODES = ("auto", "fork", "in-process")
-
-
 def fork_supported() -> bool:
     return hasattr(os, "fork")
-
-
-def fork_snapshots(mode: str) -> bool:
-    """Return whether compactions should write their snapshot in a forked child, for a --snapshot-mode.
-
-    "auto" forks only when this process may run on more than one CPU. On a single CPU the child
-    competes with the service for it and its copied pages add work. On a 2-core machine with the
-    service pinned to one core, ingestion then ran about 20 % slower than with in-process
-    snapshots (loadtest figures in docs/benchmarks.md).
-    """
-    if mode == "in-process" or not fork_supported():
-        return False
-    if mode == "fork":
-        return True
-    return len(os.sched_getaffinity(0)) > 1
 
 
 @dataclass
@@ -56,6 +40,38 @@ class ForkedCall:
         if code == 0:
             return None
         return message or f"the child process exited with code {code}"
+
+
+def memory_headroom_bytes(
+    cgroup: Path = Path("/sys/fs/cgroup"), meminfo: Path = Path("/proc/meminfo")
+) -> int | None:
+    """Return how many more bytes this process tree may use before it runs out of memory.
+
+    That is the cgroup v2 limit minus the cgroup's usage when a limit is set (in a container),
+    otherwise the kernel's MemAvailable estimate, and None when neither can be read.
+    """
+    try:
+        limit = (cgroup / "memory.max").read_text().strip()
+        if limit != "max":
+            return int(limit) - int((cgroup / "memory.current").read_text().strip())
+    except (OSError, ValueError):
+        pass
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def resident_bytes() -> int:
+    """Return this process's resident memory in bytes (0 where /proc is missing)."""
+    try:
+        resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return resident_pages * os.sysconf("SC_PAGE_SIZE")
 
 
 def fork_call(function: Callable[[], None]) -> ForkedCall:

@@ -3,10 +3,11 @@
 State lives in dictionaries. Every batch is appended to a journal before it
 is applied and before its response is sent. A graceful stop writes a snapshot.
 A journal segment past ``journal_max_bytes`` starts a compaction: a new segment
-takes the next batches, and a forked child writes a snapshot of the state as it
-was at the fork, so ingestion pauses only for the fork (see ``forking``). A
-start loads the snapshot and replays the segments it does not include through
-the same engine, so a restarted service attributes as if it had never stopped.
+takes the next batches, and a snapshot of the state at the switch replaces the
+older segments. The state is captured either by encoding it while batches wait
+or by forking a child that encodes it (see ``forking``). A start loads the
+snapshot and replays the segments it does not include through the same engine,
+so a restarted service attributes as if it had never stopped.
 
 Memory is bounded three ways:
 
@@ -41,7 +42,7 @@ from ingestion.engine import Outcome, attribute_batch
 from ingestion.events import Event
 from ingestion.model import AppSettings, Record, StoredApp, Touch
 from ingestion.store.base import RecordQuery, RevenueLine, Store, StoreUnavailable
-from ingestion.store.forking import ForkedCall, fork_call, fork_supported
+from ingestion.store.forking import ForkedCall, fork_call, fork_supported, memory_headroom_bytes, resident_bytes
 from ingestion.store.journal import Journal, JournalError, read_frames
 from ingestion.store.segments import delete_segments_through, list_segments, segment_path
 
@@ -332,11 +333,11 @@ class MemoryStore(Store):
         limits: MemoryLimits | None = None,
         fsync_interval: float = 1.0,
         journal_max_bytes: int = 512 * 1024 * 1024,
-        fork_snapshots: bool = True,
+        fork_snapshots: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.journal_max_bytes = journal_max_bytes
-        # Without fork, a compaction writes the snapshot in this process while batches wait.
+        # With fork, a child process writes each compaction's snapshot (see _compact).
         self.fork_snapshots = fork_snapshots and fork_supported()
         self.journal_generation = 1
         self._compaction: asyncio.Task | None = None
@@ -476,6 +477,9 @@ class MemoryStore(Store):
 
         It also runs in a forked child, so it must not log: the parent logs for it.
         """
+        _write_atomically(self.snapshot_path, self._encode_snapshot(generation))
+
+    def _encode_snapshot(self, generation: int) -> bytes:
         snapshot = Snapshot(
             version=SNAPSHOT_VERSION,
             seq=self.seq,
@@ -494,7 +498,7 @@ class MemoryStore(Store):
             ],
             journal_generation=generation,
         )
-        _write_atomically(self.snapshot_path, msgspec.msgpack.encode(snapshot))
+        return msgspec.msgpack.encode(snapshot)
 
     def _restore_snapshot(self, snapshot: Snapshot) -> None:
         self.seq = snapshot.seq
@@ -615,8 +619,9 @@ class MemoryStore(Store):
         """Switch to a new journal segment and fold the previous ones into a snapshot.
 
         Batches wait at the gate until no batch is between its journal append and its
-        application, and then while the segment is switched and the snapshot process forked.
-        Without fork they also wait while this process writes the snapshot.
+        application, and then while the segment is switched and the state is captured. This
+        process captures it by encoding it, or by forking the child that encodes it. The
+        snapshot is written to disk while batches go on.
         """
         self._gate.clear()
         started = time.monotonic()
@@ -626,15 +631,13 @@ class MemoryStore(Store):
                 await asyncio.sleep(0.001)
             previous = self._switch_segment()
             self._compaction_deferral = 0
-            if self.fork_snapshots:
+            if self.fork_snapshots and self._fork_fits_in_memory(included):
                 # The child writes the state as it is now. Batches after the gate opens go to the new segment.
                 child = fork_call(partial(self._write_snapshot, included))
                 self._compaction = asyncio.create_task(self._finish_compaction(child, previous, included, started))
                 return
-            await asyncio.to_thread(previous.close)
-            await asyncio.to_thread(self._save_snapshot, included)
-            self.compactions += 1
-            logger.info("journal compacted", extra={"seconds": round(time.monotonic() - started, 3), "journal_generation": included})
+            data = await asyncio.to_thread(self._encode_snapshot, included)
+            self._compaction = asyncio.create_task(self._write_encoded_snapshot(data, previous, included, started))
         except OSError:
             self.compaction_failures += 1
             # Retry once the current segment has grown by another journal_max_bytes, not on every batch.
@@ -645,6 +648,25 @@ class MemoryStore(Store):
             )
         finally:
             self._gate.set()
+
+    def _fork_fits_in_memory(self, included: int) -> bool:
+        """Return whether a snapshot child could copy every page of this process and still fit.
+
+        The child touches every object it encodes, so it may end up with a private copy of the
+        whole heap, plus the encoded snapshot. Without that headroom the snapshot is written in
+        this process, because an OOM kill would end the service, not only the child.
+        """
+        headroom = memory_headroom_bytes()
+        if headroom is None:
+            return True
+        needed = resident_bytes() + self.snapshot_bytes
+        if headroom >= needed:
+            return True
+        logger.warning(
+            "not enough free memory for a forked snapshot; writing it in this process while event requests wait",
+            extra={"headroom_bytes": headroom, "needed_bytes": needed, "journal_generation": included},
+        )
+        return False
 
     def _switch_segment(self) -> Journal:
         """Open the next journal segment for new batches and return the previous journal, still open."""
@@ -666,16 +688,33 @@ class MemoryStore(Store):
                 extra={"error": error, "child_pid": child.pid, "journal_generation": included},
             )
             return
+        await self._delete_included_segments(included, started, {"child_pid": child.pid})
+
+    async def _write_encoded_snapshot(self, data: bytes, previous: Journal, included: int, started: float) -> None:
+        """Close the previous segment, write the encoded snapshot, then delete the segments it includes."""
+        try:
+            await asyncio.to_thread(previous.close)
+            await asyncio.to_thread(_write_atomically, self.snapshot_path, data)
+        except OSError:
+            self.compaction_failures += 1
+            logger.exception(
+                "writing the snapshot failed; the journal segments stay and are replayed on start",
+                extra={"path": str(self.snapshot_path), "journal_generation": included},
+            )
+            return
+        await self._delete_included_segments(included, started, {})
+
+    async def _delete_included_segments(self, included: int, started: float, ids: dict) -> None:
         try:
             self.snapshot_bytes = self.snapshot_path.stat().st_size
             await asyncio.to_thread(delete_segments_through, self.data_dir, included)
         except OSError:
             # The snapshot records which segments it includes, so a start skips them anyway.
-            logger.exception("deleting compacted journal segments failed", extra={"journal_generation": included})
+            logger.exception("deleting compacted journal segments failed", extra={"journal_generation": included, **ids})
         self.compactions += 1
         logger.info(
             "journal compacted",
-            extra={"seconds": round(time.monotonic() - started, 3), "journal_generation": included, "child_pid": child.pid},
+            extra={"seconds": round(time.monotonic() - started, 3), "journal_generation": included, **ids},
         )
 
     def _apply_now(self, app: AppSettings, events: list[Event], now: float) -> Outcome:

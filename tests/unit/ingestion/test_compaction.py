@@ -9,7 +9,7 @@ import shutil
 import msgspec
 import pytest
 
-from ingestion.store.forking import fork_snapshots
+from ingestion.store.forking import memory_headroom_bytes
 from ingestion.store.memory import Snapshot
 from ingestion.store.segments import LEGACY_NAME, list_segments, segment_path
 from tests.unit.ingestion.helpers import T, Harness, event, open_store
@@ -39,9 +39,11 @@ def snapshot_touch_ids(harness: Harness) -> set[str]:
     return {touch.event_id for app in read_snapshot(harness).apps for touch in app.touches}
 
 
-async def test_compaction_switches_segment(make_harness):
+@pytest.mark.parametrize("fork_snapshots", [True, False], ids=["forked", "in process"])
+async def test_compaction_switches_segment(make_harness, fork_snapshots):
     harness = await make_harness()
     store = harness.store
+    store.fork_snapshots = fork_snapshots
     store.journal_max_bytes = 2_000
     first_segment = store.journal_path
 
@@ -57,13 +59,15 @@ async def test_compaction_switches_segment(make_harness):
     assert len(snapshot_touch_ids(harness)) == 20
 
 
-async def test_snapshot_excludes_batches_after_fork(make_harness):
+@pytest.mark.parametrize("fork_snapshots", [True, False], ids=["forked", "in process"])
+async def test_snapshot_excludes_later_batches(make_harness, fork_snapshots):
     harness = await make_harness()
     store = harness.store
+    store.fork_snapshots = fork_snapshots
     store.journal_max_bytes = 2_000
 
     await harness.send(*clicks(0))
-    # The child is forked; this batch goes to the new segment whether or not the child has finished.
+    # The state is captured; this batch goes to the new segment whether or not the snapshot is written yet.
     await harness.send(*clicks(1, count=5))
     await store.compaction_finished()
 
@@ -74,8 +78,10 @@ async def test_snapshot_excludes_batches_after_fork(make_harness):
     assert store.journal.bytes_written > 0
 
 
-async def test_crash_after_compaction_keeps_all(make_harness):
+@pytest.mark.parametrize("fork_snapshots", [True, False], ids=["forked", "in process"])
+async def test_crash_after_compaction_keeps_all(make_harness, fork_snapshots):
     harness = await make_harness()
+    harness.store.fork_snapshots = fork_snapshots
     harness.store.journal_max_bytes = 2_000
     await harness.send(*clicks(0))
     await harness.send(*clicks(1, count=5))
@@ -90,9 +96,15 @@ async def test_crash_after_compaction_keeps_all(make_harness):
         await reopened.store.stop()
 
 
-async def test_failed_snapshot_keeps_segments(make_harness, caplog):
+@pytest.mark.parametrize(
+    ("fork_snapshots", "message"),
+    [(True, "snapshot process failed"), (False, "writing the snapshot failed")],
+    ids=["forked", "in process"],
+)
+async def test_failed_snapshot_keeps_segments(make_harness, caplog, fork_snapshots, message):
     harness = await make_harness()
     store = harness.store
+    store.fork_snapshots = fork_snapshots
     store.journal_max_bytes = 2_000
     first_segment = store.journal_path
     # The child's temporary file is a folder, so its open() fails.
@@ -105,9 +117,12 @@ async def test_failed_snapshot_keeps_segments(make_harness, caplog):
     assert store.compactions == 0
     assert store.compaction_failures == 1
     assert first_segment.exists()
-    [failure] = [record for record in caplog.records if record.message.startswith("snapshot process failed")]
-    assert "IsADirectoryError" in failure.error
+    [failure] = [record for record in caplog.records if record.message.startswith(message)]
     assert failure.journal_generation == 1
+    if fork_snapshots:
+        assert "IsADirectoryError" in failure.error
+    else:
+        assert failure.exc_info[0] is IsADirectoryError
 
     store.snapshot_path.with_suffix(".msgpack.tmp").rmdir()
     await harness.send(*clicks(1, count=5))
@@ -193,15 +208,41 @@ async def test_segment_grows_to_snapshot_size(make_harness, fork_snapshots):
     assert len(snapshot_touch_ids(harness)) == 100 + 5 * batch
 
 
-def test_snapshot_mode_auto_follows_cpus():
-    cpus = os.sched_getaffinity(0)
-    try:
-        os.sched_setaffinity(0, {min(cpus)})
-        one_cpu = fork_snapshots("auto")
-    finally:
-        os.sched_setaffinity(0, cpus)
+async def test_low_memory_writes_in_process(make_harness, monkeypatch, caplog):
+    # No real cgroup can be made tight enough here, so the test replaces the headroom reading.
+    monkeypatch.setattr("ingestion.store.memory.memory_headroom_bytes", lambda: 1024)
+    harness = await make_harness()
+    store = harness.store
+    store.fork_snapshots = True
+    store.journal_max_bytes = 2_000
 
-    assert one_cpu is False
-    assert fork_snapshots("auto") is (len(cpus) > 1)
-    assert fork_snapshots("fork") is True
-    assert fork_snapshots("in-process") is False
+    with caplog.at_level(logging.INFO, logger="ingestion.store.memory"):
+        await harness.send(*clicks(0))
+        await store.compaction_finished()
+
+    assert store.compactions == 1
+    assert read_snapshot(harness).journal_generation == 1
+    [compacted] = [record for record in caplog.records if record.message == "journal compacted"]
+    assert not hasattr(compacted, "child_pid")
+    [warning] = [record for record in caplog.records if record.message.startswith("not enough free memory")]
+    assert warning.headroom_bytes == 1024
+    assert warning.needed_bytes > 1024
+
+
+def test_headroom_from_cgroup_limit(tmp_path):
+    (tmp_path / "memory.max").write_text("1000000\n")
+    (tmp_path / "memory.current").write_text("400000\n")
+
+    assert memory_headroom_bytes(cgroup=tmp_path, meminfo=tmp_path / "missing") == 600_000
+
+
+def test_headroom_from_meminfo_without_limit(tmp_path):
+    (tmp_path / "memory.max").write_text("max\n")
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       4096 kB\nMemAvailable:   2048 kB\n")
+
+    assert memory_headroom_bytes(cgroup=tmp_path, meminfo=meminfo) == 2048 * 1024
+
+
+def test_headroom_unknown(tmp_path):
+    assert memory_headroom_bytes(cgroup=tmp_path, meminfo=tmp_path / "missing") is None
