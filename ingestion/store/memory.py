@@ -626,6 +626,7 @@ class MemoryStore(Store):
         self._gate.clear()
         started = time.monotonic()
         included = self.journal_generation
+        previous = None
         try:
             while self._in_flight:
                 await asyncio.sleep(0.001)
@@ -638,7 +639,9 @@ class MemoryStore(Store):
                 return
             data = await asyncio.to_thread(self._encode_snapshot, included)
             self._compaction = asyncio.create_task(self._write_encoded_snapshot(data, previous, included, started))
-        except OSError:
+        except Exception:
+            # Broad on purpose: the batch that triggered the compaction is applied and journaled,
+            # so its request must not fail because the compaction did.
             self.compaction_failures += 1
             # Retry once the current segment has grown by another journal_max_bytes, not on every batch.
             self._compaction_deferral = self.journal.bytes_written
@@ -646,6 +649,8 @@ class MemoryStore(Store):
                 "journal compaction failed; the journal segments stay and are replayed on start",
                 extra={"path": str(self.journal_path), "journal_generation": included},
             )
+            if previous is not None:
+                await asyncio.to_thread(previous.close)
         finally:
             self._gate.set()
 

@@ -246,3 +246,31 @@ def test_headroom_from_meminfo_without_limit(tmp_path):
 
 def test_headroom_unknown(tmp_path):
     assert memory_headroom_bytes(cgroup=tmp_path, meminfo=tmp_path / "missing") is None
+
+
+async def test_failed_capture_keeps_request_and_segments(make_harness, monkeypatch, caplog):
+    harness = await make_harness()
+    store = harness.store
+    store.journal_max_bytes = 2_000
+    first_segment = store.journal_path
+
+    def failing_encode(generation: int) -> bytes:
+        raise MemoryError("no memory to encode the snapshot")
+
+    monkeypatch.setattr(store, "_encode_snapshot", failing_encode)
+    with caplog.at_level(logging.ERROR, logger="ingestion.store.memory"):
+        outcome = await harness.send(*clicks(0))
+
+    assert outcome.duplicate_flags == [False] * 20
+    assert store.compaction_failures == 1
+    assert first_segment.exists()
+    [failure] = [record for record in caplog.records if record.message.startswith("journal compaction failed")]
+    assert failure.exc_info[0] is MemoryError
+
+    monkeypatch.undo()
+    await harness.send(*clicks(1, count=5))
+    reopened = await reopen_after_crash(harness)
+    try:
+        assert reopened.store.entry_counts()["touch"] == 25
+    finally:
+        await reopened.store.stop()
