@@ -68,6 +68,21 @@ class StoreCollector:
             for kind, count in sorted(getattr(self.store, attribute, {}).items()):
                 family.add_metric([kind], count)
             yield family
+        # Only the embedded store compacts a journal; other stores export none of these.
+        if hasattr(self.store, "compaction_pause_seconds"):
+            compactions = CounterMetricFamily(
+                "attribution_store_compactions",
+                "Journal compactions of the embedded store, by outcome (succeeded, failed).",
+                labels=["outcome"],
+            )
+            compactions.add_metric(["failed"], self.store.compaction_failures)
+            compactions.add_metric(["succeeded"], self.store.compactions)
+            yield compactions
+            yield CounterMetricFamily(
+                "attribution_store_compaction_pause_seconds",
+                "Seconds event requests waited while compactions captured the embedded store's state.",
+                value=self.store.compaction_pause_seconds,
+            )
 
 
 class IngestionMetrics:

@@ -347,6 +347,8 @@ class MemoryStore(Store):
         # compactions write at most one snapshot byte per journal byte however large the state.
         self.snapshot_bytes = 0
         self.compaction_failures = 0
+        # Seconds event requests waited at the gate for compactions, summed.
+        self.compaction_pause_seconds = 0.0
         # Batches between their journal append and their application; a
         # compaction waits for none to be in flight, behind a closed gate.
         self._in_flight = 0
@@ -653,6 +655,7 @@ class MemoryStore(Store):
                 await asyncio.to_thread(previous.close)
         finally:
             self._gate.set()
+            self.compaction_pause_seconds += time.monotonic() - started
 
     def _fork_fits_in_memory(self, included: int) -> bool:
         """Return whether a snapshot child could copy every page of this process and still fit.
