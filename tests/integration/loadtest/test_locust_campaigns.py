@@ -102,8 +102,10 @@ def test_distributed_processes_share_verdict(ingestion, tmp_path):
     assert run.verdict["passed"] is True
     # Each worker process registers its own two apps.
     assert len(_loadtest_apps(ingestion)) == apps_before + 4
-    # Counts reach the master from both workers: 2 users at 10 batches/s for about 6 s.
-    assert run.verdict["measurement"]["events"] >= 40_000
+    # Counts reach the master from both workers. The smoke target of 1,000 events/s is spread
+    # over the 2 users, one per worker, so one worker's counts alone would be about half.
+    measurement = run.verdict["measurement"]
+    assert measurement["events"] >= 0.75 * 1000 * measurement["duration_s"]
 
 
 def test_exporter_serves_campaign(ingestion, tmp_path, exporter_port):
