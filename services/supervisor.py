@@ -123,4 +123,18 @@ def stop_children(children: dict[str, subprocess.Popen]) -> None:
             logger.error("child did not stop in time; killing it", extra={"child": name, "pid": child.pid})
             child.kill()
             child.wait()
-        logger.info("child stopped", extra={"child": name, "exit_code": child.returncode})
+        logger.info("child stopped", extra={"child": name, **_how_ended(child.returncode)})
+
+
+def _how_ended(returncode: int) -> dict:
+    """Return how a child ended as log fields: its exit code, or the signal that ended it.
+
+    Popen reports death by a signal as the negative signal number, which reads like an error
+    code in a log: a child stopped by the SIGTERM sent above shows up as "signal": "SIGTERM".
+    """
+    if returncode < 0:
+        try:
+            return {"signal": signal.Signals(-returncode).name}
+        except ValueError:
+            return {"signal": str(-returncode)}
+    return {"exit_code": returncode}
