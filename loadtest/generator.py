@@ -269,21 +269,31 @@ class _FunnelBuilder:
         return self._add(event_time, event)
 
     def after_install(self, device: _Device, install_time: float) -> None:
-        """Add the sessions and in-app events that follow an install."""
+        """Add the sessions and in-app events that follow an install, none of them after `now`.
+
+        Follow-ups can reach 5.5 hours after their install and installs can be 3 hours old, but
+        the service rejects events more than 300 s ahead of its clock.
+        """
         rng = self.rng
         moment = install_time
+
+        def add(event_time: float, event: dict[str, Any]) -> None:
+            # Times only grow from here, so once one is past `now` all later ones are too.
+            if event_time <= self.now:
+                self._add(event_time, event)
+
         for _ in range(rng.choice((0, 1, 1, 2, 2, 3))):
             moment += rng.uniform(60, 3600)
             event = self._base("session", device)
             event.update(device.identifiers())
-            self._add(moment, event)
+            add(moment, event)
 
         for _ in range(rng.choice((0, 0, 1, 1, 2))):
             moment += rng.uniform(30, 1800)
             event = self._base("in_app", device)
             event.update(device.identifiers())
             event["event_name"] = rng.choice(APP_EVENTS)
-            self._add(moment, event)
+            add(moment, event)
 
         if rng.random() < 0.3:
             currency = rng.choice(("USD", "USD", "USD", "EUR", "JPY"))
@@ -295,7 +305,7 @@ class _FunnelBuilder:
             event["revenue"] = price
             event["currency"] = currency
             event["params"] = {"sku": f"gems_{rng.choice((100, 500, 1200))}", "quantity": 1}
-            self._add(moment, event)
+            add(moment, event)
             if rng.random() < 0.05:
                 moment += rng.uniform(600, 3600)
                 refund = self._base("in_app", device)
@@ -303,7 +313,7 @@ class _FunnelBuilder:
                 refund["event_name"] = "refund"
                 refund["revenue"] = f"-{price}"
                 refund["currency"] = currency
-                self._add(moment, refund)
+                add(moment, refund)
 
     def expect(self, install: dict[str, Any], scenario: str, status: str, touch: dict[str, Any] | None = None,
                match_type: str | None = None, rejected: tuple[tuple[dict[str, Any], str], ...] = ()) -> None:

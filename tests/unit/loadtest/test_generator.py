@@ -125,6 +125,13 @@ def test_no_event_ahead_of_now():
     assert max(_seconds(event["event_time"]) for event in events) <= NOW
 
 
+def test_follow_ups_never_ahead_of_now():
+    # Seed 123 builds a funnel whose last follow-up would lie 880 s after `now` without the cap.
+    events, _ = build_template("app.android", "android", 1000, seed=123, now=NOW).materialize(1)
+
+    assert max(_seconds(event["event_time"]) for event in events) <= NOW
+
+
 @pytest.mark.parametrize("batch_format", ["array", "object", "ndjson"])
 def test_batch_formats_hold_same_events(batch_format):
     array_events, _ = _template().materialize(5)
