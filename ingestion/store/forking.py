@@ -1,6 +1,6 @@
 """Running a function in a forked child process, to work on a frozen copy of the parent's memory.
 
-After `os.fork` the child sees the parent's objects as they were at that instant, and the kernel
+After `os.fork` the child has the parent's objects as they were at that instant, and the kernel
 copies a page only when one of the two processes writes to it. The embedded store writes its
 snapshot this way, as Redis does with BGSAVE: the child encodes and writes the state while the
 parent goes on applying batches. The price is memory: every page that either process writes
