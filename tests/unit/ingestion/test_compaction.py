@@ -19,6 +19,14 @@ def clicks(batch: int, count: int = 20) -> list[dict]:
     return [event("click", f"click-{batch}-{index}", T + index, gaid=f"g-{batch}-{index}") for index in range(count)]
 
 
+async def small_segments(make_harness, *, fork_snapshots: bool = False) -> Harness:
+    """Return a harness whose store compacts once a journal segment passes 2,000 bytes."""
+    harness = await make_harness()
+    harness.store.fork_snapshots = fork_snapshots
+    harness.store.journal_max_bytes = 2_000
+    return harness
+
+
 def crash(harness: Harness) -> None:
     """Stop the journal thread as a killed process would: no snapshot, nothing more written."""
     harness.store.journal.close()
@@ -41,10 +49,8 @@ def snapshot_touch_ids(harness: Harness) -> set[str]:
 
 @pytest.mark.parametrize("fork_snapshots", [True, False], ids=["forked", "in process"])
 async def test_compaction_switches_segment(make_harness, fork_snapshots):
-    harness = await make_harness()
+    harness = await small_segments(make_harness, fork_snapshots=fork_snapshots)
     store = harness.store
-    store.fork_snapshots = fork_snapshots
-    store.journal_max_bytes = 2_000
     first_segment = store.journal_path
 
     await harness.send(*clicks(0))
@@ -61,10 +67,8 @@ async def test_compaction_switches_segment(make_harness, fork_snapshots):
 
 @pytest.mark.parametrize("fork_snapshots", [True, False], ids=["forked", "in process"])
 async def test_snapshot_excludes_later_batches(make_harness, fork_snapshots):
-    harness = await make_harness()
+    harness = await small_segments(make_harness, fork_snapshots=fork_snapshots)
     store = harness.store
-    store.fork_snapshots = fork_snapshots
-    store.journal_max_bytes = 2_000
 
     await harness.send(*clicks(0))
     # The state is captured; this batch goes to the new segment whether or not the snapshot is written yet.
@@ -80,9 +84,7 @@ async def test_snapshot_excludes_later_batches(make_harness, fork_snapshots):
 
 @pytest.mark.parametrize("fork_snapshots", [True, False], ids=["forked", "in process"])
 async def test_crash_after_compaction_keeps_all(make_harness, fork_snapshots):
-    harness = await make_harness()
-    harness.store.fork_snapshots = fork_snapshots
-    harness.store.journal_max_bytes = 2_000
+    harness = await small_segments(make_harness, fork_snapshots=fork_snapshots)
     await harness.send(*clicks(0))
     await harness.send(*clicks(1, count=5))
     await harness.store.compaction_finished()
@@ -102,10 +104,8 @@ async def test_crash_after_compaction_keeps_all(make_harness, fork_snapshots):
     ids=["forked", "in process"],
 )
 async def test_failed_snapshot_keeps_segments(make_harness, caplog, fork_snapshots, message):
-    harness = await make_harness()
+    harness = await small_segments(make_harness, fork_snapshots=fork_snapshots)
     store = harness.store
-    store.fork_snapshots = fork_snapshots
-    store.journal_max_bytes = 2_000
     first_segment = store.journal_path
     # The child's temporary file is a folder, so its open() fails.
     store.snapshot_path.with_suffix(".msgpack.tmp").mkdir()
@@ -134,7 +134,7 @@ async def test_failed_snapshot_keeps_segments(make_harness, caplog, fork_snapsho
 
 
 async def test_start_skips_included_segment(make_harness, caplog):
-    """A crash after the child renamed its snapshot but before the segment was deleted."""
+    """A crash after a compaction renamed its snapshot into place but before it deleted the segment."""
     harness = await make_harness()
     store = harness.store
     await harness.send(*clicks(0))
@@ -183,10 +183,8 @@ async def test_legacy_journal_replayed(make_harness):
 
 @pytest.mark.parametrize("fork_snapshots", [True, False], ids=["forked", "in process"])
 async def test_segment_grows_to_snapshot_size(make_harness, fork_snapshots):
-    harness = await make_harness()
+    harness = await small_segments(make_harness, fork_snapshots=fork_snapshots)
     store = harness.store
-    store.fork_snapshots = fork_snapshots
-    store.journal_max_bytes = 2_000
     await harness.send(*clicks(0, count=100))
     await store.compaction_finished()
     assert store.compactions == 1
@@ -211,10 +209,8 @@ async def test_segment_grows_to_snapshot_size(make_harness, fork_snapshots):
 async def test_low_memory_writes_in_process(make_harness, monkeypatch, caplog):
     # No real cgroup can be made tight enough here, so the test replaces the headroom reading.
     monkeypatch.setattr("ingestion.store.memory.memory_headroom_bytes", lambda: 1024)
-    harness = await make_harness()
+    harness = await small_segments(make_harness, fork_snapshots=True)
     store = harness.store
-    store.fork_snapshots = True
-    store.journal_max_bytes = 2_000
 
     with caplog.at_level(logging.INFO, logger="ingestion.store.memory"):
         await harness.send(*clicks(0))
@@ -249,9 +245,8 @@ def test_headroom_unknown(tmp_path):
 
 
 async def test_failed_capture_keeps_request_and_segments(make_harness, monkeypatch, caplog):
-    harness = await make_harness()
+    harness = await small_segments(make_harness)
     store = harness.store
-    store.journal_max_bytes = 2_000
     first_segment = store.journal_path
 
     def failing_encode(generation: int) -> bytes:
