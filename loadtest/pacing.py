@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable
 
 # How far a user catches up after slow responses; behind by more, it skips the missed sends.
-# Ten seconds covers the embedded store's compaction pauses (3 to 8 s with a full store).
+# Ten seconds covers most compaction pauses of the embedded store: 4 to 16 s as its store filled,
+# on one core of a 2-core VM (docs/benchmarks.md).
 MAX_LAG_S = 10.0
 
 

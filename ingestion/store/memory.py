@@ -613,7 +613,7 @@ class MemoryStore(Store):
         return self._compaction is not None and not self._compaction.done()
 
     async def compaction_finished(self) -> None:
-        """Wait until a compaction's snapshot process, if one runs, has ended."""
+        """Wait until the running compaction, if any, has written its snapshot or failed."""
         if self._compaction is not None:
             await asyncio.shield(self._compaction)
 
