@@ -4,8 +4,9 @@ State lives in dictionaries. Every batch is appended to a journal before it
 is applied and before its response is sent. A graceful stop writes a snapshot.
 A journal segment past ``journal_max_bytes`` starts a compaction: a new segment
 takes the next batches, and a snapshot of the state at the switch replaces the
-older segments. The state is captured either by encoding it while batches wait
-or by forking a child that encodes it (see ``forking``). A start loads the
+older segments. The state is captured while batches wait, either by copying
+references to it, which this process then encodes between batches (see
+``snapshot``), or by forking a child that encodes it (see ``forking``). A start loads the
 snapshot and replays the segments it does not include through the same engine,
 so a restarted service attributes as if it had never stopped.
 
@@ -26,13 +27,13 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
+from operator import attrgetter, itemgetter
 from pathlib import Path
 
 import msgspec
@@ -45,13 +46,20 @@ from ingestion.store.base import RecordQuery, RevenueLine, Store, StoreUnavailab
 from ingestion.store.forking import ForkedCall, fork_call, fork_supported, memory_headroom_bytes, resident_bytes
 from ingestion.store.journal import Journal, JournalError, read_frames
 from ingestion.store.segments import delete_segments_through, list_segments, segment_path
+from ingestion.store.snapshot import (
+    Capture,
+    CapturedApp,
+    Snapshot,
+    read_snapshot,
+    write_atomically,
+    write_atomically_between_requests,
+)
 
 logger = logging.getLogger(__name__)
 
 HOUR = 3600
 OTHER_LABEL = "_other"
 MAX_REVENUE_LINES_PER_APP = 10_000
-SNAPSHOT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -290,26 +298,6 @@ class AppState:
         return self.record_list[self.record_start :]
 
 
-class AppSnapshot(msgspec.Struct, array_like=True):
-    app_id: str
-    watermark: float
-    touches: list[Touch]
-    installs: list[tuple[tuple[str, ...], Record]]
-    records: list[Record]
-    revenue: list[tuple[str | None, str | None, str, Decimal, int]]
-    # The prefix of this app's keys in ``Snapshot.seen``; 0 in snapshots that predate it.
-    code: int = 0
-
-
-class Snapshot(msgspec.Struct):
-    version: int
-    seq: int
-    seen: list[tuple[str, float]]
-    apps: list[AppSnapshot]
-    # The last journal segment folded into this snapshot; -1 in snapshots that predate segments.
-    journal_generation: int = -1
-
-
 class JournalEntry(msgspec.Struct, array_like=True):
     app_id: str
     now: float
@@ -416,9 +404,8 @@ class MemoryStore(Store):
         started = time.monotonic()
         snapshot = None
         if self.snapshot_path.exists():
-            data = self.snapshot_path.read_bytes()
-            self.snapshot_bytes = len(data)
-            snapshot = msgspec.msgpack.decode(data, type=Snapshot)
+            self.snapshot_bytes = self.snapshot_path.stat().st_size
+            snapshot = read_snapshot(self.snapshot_path)
             # The duplicate filter's keys start with each app's code, so every app
             # gets its saved code back, deleted apps included, before any new one is handed out.
             for saved in snapshot.apps:
@@ -479,28 +466,36 @@ class MemoryStore(Store):
 
         It also runs in a forked child, so it must not log: the parent logs for it.
         """
-        _write_atomically(self.snapshot_path, self._encode_snapshot(generation))
+        write_atomically(self.snapshot_path, self._capture(generation).frames())
 
-    def _encode_snapshot(self, generation: int) -> bytes:
-        snapshot = Snapshot(
-            version=SNAPSHOT_VERSION,
+    def _capture(self, generation: int) -> Capture:
+        """Take references to the state as it is now, for a snapshot that includes segments up to `generation`.
+
+        Only C-level copies run here (about 0.2 s for a full duplicate filter of 5,000,000 ids),
+        because event requests wait while it runs; ``Capture.frames`` does the encoding later.
+        """
+        states = list(self.states.values())
+        touches = list(self.touch_order)
+        return Capture(
             seq=self.seq,
-            seen=list(self.seen.items()),
-            apps=[
-                AppSnapshot(
-                    app_id=state.app_id,
-                    watermark=state.watermark,
-                    touches=[touch for owner, touch in self.touch_order if owner is state and touch.alive],
-                    installs=[(keys, record) for app, keys, record in self.install_order if app is state and any(state.installs.get(k) is record for k in keys)],
-                    records=state.live_records(),
-                    revenue=[(n, c, cur, line[0], line[1]) for (n, c, cur), line in state.revenue.items()],
-                    code=state.code,
-                )
-                for state in self.states.values()
-            ],
             journal_generation=generation,
+            apps=[
+                CapturedApp(
+                    app_id=state.app_id,
+                    code=state.code,
+                    watermark=state.watermark,
+                    revenue=[(n, c, cur, line[0], line[1]) for (n, c, cur), line in state.revenue.items()],
+                    installs_by_key=state.installs.copy(),
+                    records=state.live_records(),
+                )
+                for state in states
+            ],
+            app_index={state: position for position, state in enumerate(states)},
+            seen=self.seen.copy(),
+            touches=touches,
+            touch_alive=list(map(_touch_alive, map(_second, touches))),
+            installs=list(self.install_order),
         )
-        return msgspec.msgpack.encode(snapshot)
 
     def _restore_snapshot(self, snapshot: Snapshot) -> None:
         self.seq = snapshot.seq
@@ -543,7 +538,7 @@ class MemoryStore(Store):
 
     async def _save_apps(self) -> None:
         data = msgspec.msgpack.encode(AppsFile(apps=list(self.apps.values())))
-        await asyncio.to_thread(_write_atomically, self.apps_path, data)
+        await asyncio.to_thread(write_atomically, self.apps_path, [data])
 
     async def create_app(self, app: StoredApp) -> bool:
         async with self._apps_lock:
@@ -622,8 +617,8 @@ class MemoryStore(Store):
 
         Batches wait at the gate until no batch is between its journal append and its
         application, and then while the segment is switched and the state is captured. This
-        process captures it by encoding it, or by forking the child that encodes it. The
-        snapshot is written to disk while batches go on.
+        process captures it by copying references, or by forking the child that encodes it.
+        The snapshot is encoded and written while batches go on.
         """
         self._gate.clear()
         started = time.monotonic()
@@ -639,8 +634,8 @@ class MemoryStore(Store):
                 child = fork_call(partial(self._write_snapshot, included))
                 self._compaction = asyncio.create_task(self._finish_compaction(child, previous, included, started))
                 return
-            data = await asyncio.to_thread(self._encode_snapshot, included)
-            self._compaction = asyncio.create_task(self._write_encoded_snapshot(data, previous, included, started))
+            capture = self._capture(included)
+            self._compaction = asyncio.create_task(self._write_captured_snapshot(capture, previous, included, started))
         except Exception:
             # Broad on purpose: the batch that triggered the compaction is applied and journaled,
             # so its request must not fail because the compaction did.
@@ -698,12 +693,13 @@ class MemoryStore(Store):
             return
         await self._delete_included_segments(included, started, {"child_pid": child.pid})
 
-    async def _write_encoded_snapshot(self, data: bytes, previous: Journal, included: int, started: float) -> None:
-        """Close the previous segment, write the encoded snapshot, then delete the segments it includes."""
+    async def _write_captured_snapshot(self, capture: Capture, previous: Journal, included: int, started: float) -> None:
+        """Close the previous segment, write the captured state, then delete the segments it includes."""
         try:
             await asyncio.to_thread(previous.close)
-            await asyncio.to_thread(_write_atomically, self.snapshot_path, data)
-        except OSError:
+            await write_atomically_between_requests(self.snapshot_path, capture.frames())
+        except Exception:
+            # Broad on purpose: encoding runs here too, and whatever fails, the segments stay.
             self.compaction_failures += 1
             logger.exception(
                 "writing the snapshot failed; the journal segments stay and are replayed on start",
@@ -815,6 +811,10 @@ class MemoryStore(Store):
         }
 
 
+_touch_alive = attrgetter("alive")
+_second = itemgetter(1)
+
+
 def _first_after(records: list[Record], seq: int) -> int:
     low, high = 0, len(records)
     while low < high:
@@ -824,19 +824,3 @@ def _first_after(records: list[Record], seq: int) -> int:
         else:
             high = middle
     return low
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    # The rename is durable only once the folder is synced. Without this, a power
-    # loss after the journal was emptied could bring back the previous snapshot.
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)

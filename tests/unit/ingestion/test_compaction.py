@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from ingestion.store.forking import memory_headroom_bytes
-from ingestion.store.memory import Snapshot
+from ingestion.store.snapshot import Snapshot, read_snapshot
 from ingestion.store.segments import LEGACY_NAME, list_segments, segment_path
 from tests.unit.ingestion.helpers import T, Harness, event, open_store
 
@@ -39,12 +39,12 @@ async def reopen_after_crash(harness: Harness) -> Harness:
     return Harness(store, store.apps[harness.settings.app_id].settings)
 
 
-def read_snapshot(harness: Harness) -> Snapshot:
-    return msgspec.msgpack.decode(harness.store.snapshot_path.read_bytes(), type=Snapshot)
+def snapshot_of(harness: Harness) -> Snapshot:
+    return read_snapshot(harness.store.snapshot_path)
 
 
 def snapshot_touch_ids(harness: Harness) -> set[str]:
-    return {touch.event_id for app in read_snapshot(harness).apps for touch in app.touches}
+    return {touch.event_id for app in snapshot_of(harness).apps for touch in app.touches}
 
 
 @pytest.mark.parametrize("fork_snapshots", [True, False], ids=["forked", "in process"])
@@ -61,7 +61,7 @@ async def test_compaction_switches_segment(make_harness, fork_snapshots):
     assert not first_segment.exists()
     assert store.journal_path == segment_path(store.data_dir, 2)
     assert store.journal_path.stat().st_size == store.journal.bytes_written == 0
-    assert read_snapshot(harness).journal_generation == 1
+    assert snapshot_of(harness).journal_generation == 1
     assert len(snapshot_touch_ids(harness)) == 20
 
 
@@ -143,7 +143,7 @@ async def test_start_skips_included_segment(make_harness, caplog):
     store.journal_max_bytes = 2_000
     await harness.send(*clicks(1, count=5))
     await store.compaction_finished()
-    assert read_snapshot(harness).journal_generation == 1
+    assert snapshot_of(harness).journal_generation == 1
     shutil.copyfile(first_segment_copy, segment_path(store.data_dir, 1))
     first_segment_copy.unlink()
 
@@ -164,7 +164,8 @@ async def test_legacy_journal_replayed(make_harness):
     harness = await make_harness()
     await harness.send(*clicks(0, count=3))
     await harness.store.stop()
-    legacy_snapshot = msgspec.msgpack.decode(harness.store.snapshot_path.read_bytes())
+    # Version 1 wrote the whole Snapshot as one msgpack document.
+    legacy_snapshot = msgspec.to_builtins(snapshot_of(harness))
     del legacy_snapshot["journal_generation"]
     harness.store.snapshot_path.write_bytes(msgspec.msgpack.encode(legacy_snapshot))
     store = await open_store(harness.store.data_dir)
@@ -202,7 +203,7 @@ async def test_segment_grows_to_snapshot_size(make_harness, fork_snapshots):
     # A segment past journal_max_bytes but not past the snapshot's size did not compact.
     assert store.compactions == 2
     assert largest_uncompacted > store.journal_max_bytes
-    assert read_snapshot(harness).journal_generation == 2
+    assert snapshot_of(harness).journal_generation == 2
     assert len(snapshot_touch_ids(harness)) == 100 + 5 * batch
 
 
@@ -217,7 +218,7 @@ async def test_low_memory_writes_in_process(make_harness, monkeypatch, caplog):
         await store.compaction_finished()
 
     assert store.compactions == 1
-    assert read_snapshot(harness).journal_generation == 1
+    assert snapshot_of(harness).journal_generation == 1
     [compacted] = [record for record in caplog.records if record.message == "journal compacted"]
     assert not hasattr(compacted, "child_pid")
     [warning] = [record for record in caplog.records if record.message.startswith("not enough free memory")]
@@ -249,10 +250,10 @@ async def test_failed_capture_keeps_request_and_segments(make_harness, monkeypat
     store = harness.store
     first_segment = store.journal_path
 
-    def failing_encode(generation: int) -> bytes:
-        raise MemoryError("no memory to encode the snapshot")
+    def failing_capture(generation: int) -> bytes:
+        raise MemoryError("no memory to capture the snapshot")
 
-    monkeypatch.setattr(store, "_encode_snapshot", failing_encode)
+    monkeypatch.setattr(store, "_capture", failing_capture)
     with caplog.at_level(logging.ERROR, logger="ingestion.store.memory"):
         outcome = await harness.send(*clicks(0))
 

@@ -1,0 +1,118 @@
+"""The snapshot file: frames, what a capture keeps when the state moves on, and damaged files."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingestion.store import snapshot
+from ingestion.store.memory import MemoryLimits
+from ingestion.store.snapshot import MAGIC, SnapshotError, read_snapshot, write_atomically
+from tests.unit.ingestion.helpers import T, Harness, event, open_store
+
+
+def funnel(number: int) -> list[dict]:
+    """A click and, 60 s later, the install it earns, on a device of its own."""
+    device = f"gaid-{number}"
+    return [
+        event("click", f"click-{number}", T + number, gaid=device),
+        event("install", f"install-{number}", T + number + 60, gaid=device),
+    ]
+
+
+async def reopen(harness: Harness) -> Harness:
+    await harness.store.stop()
+    store = await open_store(harness.store.data_dir)
+    return Harness(store, store.apps[harness.settings.app_id].settings)
+
+
+async def test_round_trip_across_many_frames(make_harness, monkeypatch):
+    monkeypatch.setattr(snapshot, "FRAME_ITEMS", 3)
+    harness = await make_harness()
+    for number in range(10):
+        await harness.send(*funnel(number))
+    before = [await harness.record(f"install-{number}") for number in range(10)]
+
+    reopened = await reopen(harness)
+    try:
+        assert reopened.store.snapshot_path.read_bytes().startswith(MAGIC)
+        assert [await reopened.record(f"install-{number}") for number in range(10)] == before
+        assert reopened.store.entry_counts() == {"touch": 10, "install": 10, "record": 10, "dedup": 20}
+        resent = await reopened.send(*funnel(4))
+        assert resent.duplicate_flags == [True, True]
+        # A reinstall on device 7 finds the restored install and keeps its attribution.
+        outcome = await reopened.send(event("install", "install-again", T + 3600, gaid="gaid-7"))
+        [record] = outcome.records
+        assert (record.status, record.touch_event_id) == ("reinstall", "click-7")
+    finally:
+        await reopened.store.stop()
+
+
+async def test_capture_keeps_state_that_later_batches_evict(make_harness):
+    harness = await make_harness(limits=MemoryLimits(max_touches=2, max_installs=2))
+    store = harness.store
+    await harness.send(*funnel(0))
+    await harness.send(*funnel(1))
+    capture = store._capture(generation=1)
+    # These evict the captured touches and installs; the capture must still hold them, alive.
+    await harness.send(*funnel(2))
+    await harness.send(*funnel(3))
+    assert not any(touch.alive for _owner, touch in capture.touches)
+
+    path = store.data_dir / "captured.msgpack"
+    write_atomically(path, capture.frames())
+    [app] = read_snapshot(path).apps
+    assert [touch.event_id for touch in app.touches] == ["click-0", "click-1"]
+    assert all(touch.alive for touch in app.touches)
+    assert [record.install_event_id for _keys, record in app.installs] == ["install-0", "install-1"]
+    assert [record.install_event_id for record in app.records] == ["install-0", "install-1"]
+
+
+async def test_requests_go_on_while_the_snapshot_is_written(make_harness):
+    harness = await make_harness()
+    store = harness.store
+    store.journal_max_bytes = 2_000
+    await harness.send(*[event("click", f"click-{number}", T, gaid=f"g-{number}") for number in range(20)])
+
+    # The triggering request has its answer and the gate is open while the snapshot is still being written.
+    assert store.compacting
+    outcome = await harness.send(*funnel(100))
+    assert outcome.duplicate_flags == [False, False]
+    await store.compaction_finished()
+    assert store.compactions == 1
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda data: data[:-3], "ends inside a frame"),
+        (lambda data: data[:-1] + bytes([data[-1] ^ 1]), "end frame counts"),
+        # 0xc1 is the one byte msgpack never uses; here it replaces the header frame's first byte.
+        (lambda data: data[: len(MAGIC) + 4] + b"\xc1" + data[len(MAGIC) + 5 :], "damaged frame"),
+    ],
+    ids=["cut short", "frame count", "bad frame"],
+)
+async def test_damaged_snapshot_is_named(make_harness, damage, message):
+    harness = await make_harness()
+    await harness.send(*funnel(0))
+    await harness.store.stop()
+    path = harness.store.snapshot_path
+    path.write_bytes(damage(path.read_bytes()))
+
+    with pytest.raises(SnapshotError, match=message) as raised:
+        read_snapshot(path)
+    assert str(path) in str(raised.value)
+
+
+async def test_expired_installs_are_left_out(make_harness):
+    harness = await make_harness(reinstall_window_s=60, limits=MemoryLimits(late_arrival_s=0))
+    await harness.send(*funnel(0))
+    # Two hours later the install's reinstall window has passed, so its device keys are dropped;
+    # it stays queued for eviction, and its record stays.
+    await harness.send(*funnel(7200))
+    capture = harness.store._capture(generation=1)
+
+    path = harness.store.data_dir / "captured.msgpack"
+    write_atomically(path, capture.frames())
+    [app] = read_snapshot(path).apps
+    assert [record.install_event_id for _keys, record in app.installs] == ["install-7200"]
+    assert [record.install_event_id for record in app.records] == ["install-0", "install-7200"]
