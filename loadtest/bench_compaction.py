@@ -7,8 +7,10 @@ temporary folder) takes the benchmark's load of 1,000-event batches with fresh i
 `windows` consecutive windows of `window` seconds each. The journal takes about 330 bytes per
 event. At 130,000 events/s the default segment of 512 MiB fills in about 12 s, and later
 segments grow to the snapshot's size, so a 40 s run includes one to three compactions. Reported
-per mode: the events per second and p95 of every window, their mean and minimum, and the
-"journal compacted" lines of the service log with the seconds each compaction took.
+per mode: the events per second and p95 of every window, their mean and minimum, the
+"journal compacted" lines of the service log with the seconds each compaction took, and the
+seconds event requests waited at the compaction gate in all (the service's
+`attribution_store_compaction_pause_seconds_total`).
 
 The service is pinned to `--server-cpu` and the load generator to `--client-cpu`, as in
 `loadtest.benchmark`. `--no-pinning` lets the service and a forked snapshot process use every
@@ -25,9 +27,12 @@ import os
 import secrets
 import statistics
 import tempfile
+import urllib.request
 from pathlib import Path
 
 from loadtest.benchmark import _feed, _pinned, _register_apps, _request_source, _unmogrowp, free_port, running
+
+PAUSE_METRIC = "attribution_store_compaction_pause_seconds_total"
 
 
 @dataclasses.dataclass
@@ -37,6 +42,8 @@ class ModeResult:
     window_rates: list[float]
     window_p95_ms: list[float | None]
     compaction_seconds: list[float]
+    # Seconds event requests waited at the compaction gate, from the service's own counter.
+    pause_seconds: float | None = None
 
     @property
     def mean_rate(self) -> float:
@@ -57,6 +64,17 @@ def _compaction_seconds(log_path: Path) -> list[float]:
         if document.get("message") == "journal compacted":
             seconds.append(float(document["seconds"]))
     return seconds
+
+
+def _pause_seconds(port: int) -> float | None:
+    """Read the service's `attribution_store_compaction_pause_seconds_total`, or None when absent."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        exposition = response.read().decode()
+    for line in exposition.splitlines():
+        name, _, value = line.partition(" ")
+        if name == PAUSE_METRIC:
+            return float(value)
+    return None
 
 
 def measure_mode(mode: str, args, workdir: Path) -> ModeResult:
@@ -81,13 +99,15 @@ def measure_mode(mode: str, args, workdir: Path) -> ModeResult:
             )
             rates.append(result.events_per_second)
             p95s.append(result.percentile(0.95))
-    return ModeResult(mode, not args.no_pinning, rates, p95s, _compaction_seconds(log_path))
+        pause = _pause_seconds(port)
+    return ModeResult(mode, not args.no_pinning, rates, p95s, _compaction_seconds(log_path), pause)
 
 
 def format_table(results: list[ModeResult]) -> str:
     lines = [
-        "| snapshot mode | pinned | events/s per window | mean | min | p95 ms per window | compaction seconds |",
-        "| --- | --- | --- | ---: | ---: | --- | --- |",
+        "| snapshot mode | pinned | events/s per window | mean | min | p95 ms per window | compaction seconds "
+        "| seconds requests waited |",
+        "| --- | --- | --- | ---: | ---: | --- | --- | ---: |",
     ]
     for result in results:
         rates = " ".join(f"{rate / 1000:.0f}k" for rate in result.window_rates)
@@ -95,7 +115,8 @@ def format_table(results: list[ModeResult]) -> str:
         compactions = ", ".join(f"{seconds:.1f}" for seconds in result.compaction_seconds) or "none"
         lines.append(
             f"| {result.mode} | {'yes' if result.pinned else 'no'} | {rates} | {result.mean_rate:,.0f} "
-            f"| {result.min_rate:,.0f} | {p95s} | {compactions} |"
+            f"| {result.min_rate:,.0f} | {p95s} | {compactions} "
+            f"| {'n/a' if result.pause_seconds is None else f'{result.pause_seconds:.2f}'} |"
         )
     return "\n".join(lines)
 

@@ -24,14 +24,14 @@ def test_log_parsing_takes_compactions_only(tmp_path):
 
 def test_table_row_per_mode():
     results = [
-        ModeResult("in-process", True, [135_000.0, 61_000.0], [66.0, 255.0], [2.8]),
+        ModeResult("in-process", True, [135_000.0, 61_000.0], [66.0, 255.0], [2.8], 0.314),
         ModeResult("fork", False, [140_000.0, 100_000.0], [66.0, None], []),
     ]
 
     rows = format_table(results).splitlines()[2:]
 
-    assert rows[0] == "| in-process | yes | 135k 61k | 98,000 | 61,000 | 66 255 | 2.8 |"
-    assert rows[1] == "| fork | no | 140k 100k | 120,000 | 100,000 | 66 n/a | none |"
+    assert rows[0] == "| in-process | yes | 135k 61k | 98,000 | 61,000 | 66 255 | 2.8 | 0.31 |"
+    assert rows[1] == "| fork | no | 140k 100k | 120,000 | 100,000 | 66 n/a | none | n/a |"
 
 
 def test_unknown_mode_rejected(capsys):
