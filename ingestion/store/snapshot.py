@@ -2,10 +2,11 @@
 
 A compaction must not hold event requests while the whole state is encoded: at the store's
 bounds that took 16 s on one core. So the state is captured first, which copies references
-only (the duplicate filter's dict, the touch and install queues, each app's record list) and
+only (the duplicate filter's queues, the touch and install queues, each app's record list) and
 takes a fraction of a second at full bounds. The capture is then encoded a frame at a time,
 between event requests. Touches change after the capture only in their ``alive`` flag, so
 the capture keeps the flags as they were; records and installs never change once made.
+The duplicate filter is copied from its two arrival-order queues, ids and receipt times.
 
 File format (version 2): the bytes ``UMGSNAP2``, then frames of a 4-byte big-endian length
 and a msgpack document each: one ``Header``, any number of ``SeenFrame``, ``TouchFrame``,
@@ -131,7 +132,9 @@ class Capture:
     journal_generation: int
     apps: list[CapturedApp]
     app_index: dict[object, int]
-    seen: dict[str, float]
+    # The duplicate filter's ids oldest first, and the receipt time of each.
+    seen_ids: list[str]
+    seen_times: list[float]
     touches: list[tuple]
     touch_alive: list[bool]
     installs: list[tuple]
@@ -150,7 +153,7 @@ class Capture:
 
         headers = [AppHeader(app.app_id, app.code, app.watermark, app.revenue) for app in self.apps]
         yield framed(Header(FORMAT_VERSION, self.seq, self.journal_generation, headers))
-        pairs = iter(self.seen.items())
+        pairs = zip(self.seen_ids, self.seen_times)
         while chunk := list(itertools.islice(pairs, FRAME_ITEMS)):
             yield framed(SeenFrame(chunk))
         yield from self._touch_frames(framed)
