@@ -142,7 +142,7 @@ def _attribute_install(app: AppSettings, view: AppView, event: Event, keys: tupl
                 install_time=install_time,
                 touch_time=touch.time,
                 ctit_seconds=round(install_time - touch.time, 3),
-                rejected_touches=rejected,
+                rejected_touches=tuple(rejected),
                 seq=view.next_seq(),
             )
             if keys:
@@ -154,7 +154,7 @@ def _attribute_install(app: AppSettings, view: AppView, event: Event, keys: tupl
         app_id=app.app_id,
         status="organic",
         install_time=install_time,
-        rejected_touches=rejected,
+        rejected_touches=tuple(rejected),
         seq=view.next_seq(),
     )
     if keys:

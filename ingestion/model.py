@@ -84,7 +84,8 @@ class Record(msgspec.Struct, kw_only=True, gc=False):
     install_time: float
     touch_time: float | None = None
     ctit_seconds: float | None = None
-    rejected_touches: list[RejectedTouch] = []
+    # A tuple, not a list: the collector never tracks an empty tuple, and most records have none.
+    rejected_touches: tuple[RejectedTouch, ...] = ()
     seq: int = 0
 
 

@@ -77,18 +77,39 @@ class MemoryLimits:
     late_arrival_s: float = 86400
 
 
-def _discard(items: list, item) -> None:
-    for index, candidate in enumerate(items):
-        if candidate is item:
-            del items[index]
-            return
+# An index entry keeps its touches in a tuple up to this many, and in a list beyond. The collector
+# stops tracking a tuple of gc=False touches at its first collection, so the millions of
+# one-touch entries add nothing to later collections, while every list is scanned each time.
+# Past this size, appending to a tuple would copy too much.
+MAX_TUPLE_ENTRY = 16
+TouchIndex = dict[str, "tuple[Touch, ...] | list[Touch]"]
+
+
+def _index_add(index: dict, key, item) -> None:
+    items = index.get(key)
+    if items is None:
+        index[key] = (item,)
+    elif type(items) is tuple:
+        index[key] = items + (item,) if len(items) < MAX_TUPLE_ENTRY else [*items, item]
+    else:
+        items.append(item)
 
 
 def _remove_from_index(index: dict, key, item) -> None:
     items = index.get(key)
     if items is None:
         return
-    _discard(items, item)
+    if type(items) is tuple:
+        remaining = tuple(candidate for candidate in items if candidate is not item)
+        if remaining:
+            index[key] = remaining
+        else:
+            del index[key]
+        return
+    for position, candidate in enumerate(items):
+        if candidate is item:
+            del items[position]
+            break
     if not items:
         del index[key]
 
@@ -100,12 +121,13 @@ class AppState:
         self.store = store
         self.app_id = app_id
         self.code = code
+        store.states_by_code[code] = self
         self.prefix = f"{code}\x1f"
         self.watermark = 0.0
-        self.by_click_id: dict[str, list[Touch]] = {}
-        self.clicks_by_device_key: dict[str, list[Touch]] = {}
-        self.clicks_by_fingerprint_key: dict[str, list[Touch]] = {}
-        self.impressions_by_device_key: dict[str, list[Touch]] = {}
+        self.by_click_id: TouchIndex = {}
+        self.clicks_by_device_key: TouchIndex = {}
+        self.clicks_by_fingerprint_key: TouchIndex = {}
+        self.impressions_by_device_key: TouchIndex = {}
         self.touch_buckets: dict[int, list[Touch]] = {}
         self.touch_bucket_heap: list[int] = []
         self.installs: dict[str, Record] = {}
@@ -155,25 +177,17 @@ class AppState:
     def add_touch(self, touch: Touch) -> None:
         if touch.is_click:
             if touch.click_id is not None:
-                self.by_click_id.setdefault(touch.click_id, []).append(touch)
+                _index_add(self.by_click_id, touch.click_id, touch)
             index = self.clicks_by_device_key
             for key in touch.device_keys:
-                touches = index.get(key)
-                if touches is None:
-                    index[key] = [touch]
-                else:
-                    touches.append(touch)
+                _index_add(index, key, touch)
             if touch.fingerprint is not None:
-                self.clicks_by_fingerprint_key.setdefault(touch.fingerprint, []).append(touch)
+                _index_add(self.clicks_by_fingerprint_key, touch.fingerprint, touch)
             bucket = int((touch.time + self.click_horizon) // HOUR) + 1
         else:
             index = self.impressions_by_device_key
             for key in touch.device_keys:
-                touches = index.get(key)
-                if touches is None:
-                    index[key] = [touch]
-                else:
-                    touches.append(touch)
+                _index_add(index, key, touch)
             bucket = int((touch.time + self.impression_horizon) // HOUR) + 1
         members = self.touch_buckets.get(bucket)
         if members is None:
@@ -181,7 +195,7 @@ class AppState:
             heapq.heappush(self.touch_bucket_heap, bucket)
         members.append(touch)
         store = self.store
-        store.touch_order.append((self, touch))
+        store.touch_order.append((self.code, touch))
         store.live_touches += 1
 
     def clicks_by_click_id(self, click_id: str) -> Iterable[Touch]:
@@ -214,7 +228,7 @@ class AppState:
             members = self.install_buckets[bucket] = []
             heapq.heappush(self.install_bucket_heap, bucket)
         members.append((keys, record))
-        self.store.install_order.append((self, keys, record))
+        self.store.install_order.append((self.code, keys, record))
 
     def add_record(self, record: Record) -> None:
         self.records[record.install_event_id] = record
@@ -236,7 +250,7 @@ class AppState:
     # Helpers ------------------------------------------------------------
 
     @staticmethod
-    def _union(index: dict[str, list[Touch]], keys: tuple[str, ...]) -> Iterable[Touch]:
+    def _union(index: TouchIndex, keys: tuple[str, ...]) -> Iterable[Touch]:
         if len(keys) == 1:
             return index.get(keys[0], ())
         found: dict[int, Touch] = {}
@@ -359,9 +373,12 @@ class MemoryStore(Store):
         self.seen_times: deque[float] = deque()
         self.seq = 0
         # Touches in arrival order, for evicting the oldest; expired ones are skipped when popped.
-        self.touch_order: deque[tuple[AppState, Touch]] = deque()
+        # Entries name their app by its code, not its AppState: a tuple of an int and a gc=False
+        # struct leaves the collector's lists after its first collection, and there are millions.
+        self.touch_order: deque[tuple[int, Touch]] = deque()
         self.live_touches = 0
-        self.install_order: deque[tuple[AppState, tuple[str, ...], Record]] = deque()
+        self.install_order: deque[tuple[int, tuple[str, ...], Record]] = deque()
+        self.states_by_code: dict[int, AppState] = {}
         self.record_order: deque[AppState] = deque()
         self.evicted = {"touch": 0, "install": 0, "record": 0, "dedup": 0}
         self.expired = {"touch": 0, "install": 0, "dedup": 0}
@@ -495,7 +512,7 @@ class MemoryStore(Store):
                 )
                 for state in states
             ],
-            app_index={state: position for position, state in enumerate(states)},
+            app_index={state.code: position for position, state in enumerate(states)},
             seen_ids=list(self.seen_order),
             seen_times=list(self.seen_times),
             touches=touches,
@@ -760,14 +777,14 @@ class MemoryStore(Store):
             # Expired touches behind a long-lived one stay queued; drop them so the queue stays bounded.
             self.touch_order = order = deque(pair for pair in order if pair[1].alive)
         while self.live_touches > self.limits.max_touches:
-            owner, touch = order.popleft()
+            code, touch = order.popleft()
             if touch.alive:
-                owner.remove_touch(touch)
+                self.states_by_code[code].remove_touch(touch)
                 self.evicted["touch"] += 1
 
         while len(self.install_order) > self.limits.max_installs:
-            owner, keys, record = self.install_order.popleft()
-            if owner.remove_install(keys, record):
+            code, keys, record = self.install_order.popleft()
+            if self.states_by_code[code].remove_install(keys, record):
                 self.evicted["install"] += 1
 
         while len(self.record_order) > self.limits.max_records:

@@ -108,7 +108,7 @@ def decode_record(body: bytes, app_id: str, seq: int = 0) -> Record:
         install_time=stored.install_time,
         touch_time=stored.touch_time,
         ctit_seconds=stored.ctit_seconds,
-        rejected_touches=[RejectedTouch(rejected.touch_event_id, rejected.reason) for rejected in stored.rejected],
+        rejected_touches=tuple(RejectedTouch(rejected.touch_event_id, rejected.reason) for rejected in stored.rejected),
         seq=seq,
     )
 

@@ -125,13 +125,13 @@ class Capture:
     """References to the state at one moment, cheap to take, encoded later by ``frames``.
 
     ``touches`` and ``installs`` are the store's arrival-order queues, whose entries start with
-    the owning app; ``app_index`` maps each owner to its position in ``apps``.
+    the owning app's code; ``app_index`` maps each code to the app's position in ``apps``.
     """
 
     seq: int
     journal_generation: int
     apps: list[CapturedApp]
-    app_index: dict[object, int]
+    app_index: dict[int, int]
     # The duplicate filter's ids oldest first, and the receipt time of each.
     seen_ids: list[str]
     seen_times: list[float]
@@ -168,12 +168,12 @@ class Capture:
         live = itertools.compress(self.touches, self.touch_alive)
         while chunk := list(itertools.islice(live, FRAME_ITEMS)):
             touches = []
-            for _owner, touch in chunk:
+            for _code, touch in chunk:
                 if not touch.alive:
                     # Expired or evicted after the capture: it was alive when captured.
                     touch = msgspec.structs.replace(touch, alive=True)
                 touches.append(touch)
-            yield framed(TouchFrame([app_index[owner] for owner, _touch in chunk], touches))
+            yield framed(TouchFrame([app_index[code] for code, _touch in chunk], touches))
 
     def _install_frames(self, framed) -> Iterator[bytes]:
         app_index = self.app_index
@@ -182,8 +182,8 @@ class Capture:
         while chunk := list(itertools.islice(entries, FRAME_ITEMS)):
             positions = []
             installs = []
-            for owner, keys, record in chunk:
-                position = app_index[owner]
+            for code, keys, record in chunk:
+                position = app_index[code]
                 current = apps[position].installs_by_key
                 # An install is current while one of its device keys still points at it.
                 if any(current.get(key) is record for key in keys):

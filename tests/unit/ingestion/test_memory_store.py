@@ -44,6 +44,24 @@ async def test_max_touches_evicts_oldest(make_harness):
     assert (await harness.record("install-newest"))["touch_event_id"] == "click-9"
 
 
+@pytest.mark.parametrize("clicks", [3, 40], ids=["tuple entry", "list entry"])
+async def test_device_with_many_clicks_evicts_oldest(make_harness, clicks):
+    """One device's clicks share an index entry, a tuple up to MAX_TUPLE_ENTRY and a list past it."""
+    harness = await make_harness(limits=MemoryLimits(max_touches=clicks - 2))
+    await harness.send(*(event("click", f"click-{index}", T + index, gaid="shared") for index in range(clicks)))
+    state = harness.store.states[harness.settings.app_id]
+    assert [touch.event_id for touch in state.clicks_by_device_key["gaid:shared"]] == [
+        f"click-{index}" for index in range(2, clicks)
+    ]
+
+    # Clicks of other devices evict the shared ones, oldest first, until none is left.
+    for index in range(clicks - 2):
+        await harness.send(event("click", f"other-{index}", T, gaid=f"other-{index}"))
+    assert "gaid:shared" not in state.clicks_by_device_key
+    outcome = await harness.send(event("install", "install", T + 1000, gaid="shared"))
+    assert outcome.records[0].status == "organic"
+
+
 async def test_max_records_evicts_oldest(make_harness):
     harness = await make_harness(limits=MemoryLimits(max_records=4))
 

@@ -56,7 +56,7 @@ async def test_capture_keeps_state_that_later_batches_evict(make_harness):
     # These evict the captured touches and installs; the capture must still hold them, alive.
     await harness.send(*funnel(2))
     await harness.send(*funnel(3))
-    assert not any(touch.alive for _owner, touch in capture.touches)
+    assert not any(touch.alive for _code, touch in capture.touches)
 
     path = store.data_dir / "captured.msgpack"
     write_atomically(path, capture.frames())
