@@ -33,7 +33,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
-from operator import attrgetter, itemgetter
 from pathlib import Path
 
 import msgspec
@@ -47,6 +46,7 @@ from ingestion.store.forking import ForkedCall, fork_call, fork_supported, memor
 from ingestion.store.journal import Journal, JournalError, read_frames
 from ingestion.store.segments import delete_segments_through, list_segments, segment_path
 from ingestion.store.snapshot import (
+    YIELD_RATIO,
     Capture,
     CapturedApp,
     Snapshot,
@@ -261,6 +261,9 @@ class AppState:
 
     def remove_touch(self, touch: Touch) -> None:
         touch.alive = False
+        capture = self.store.open_capture
+        if capture is not None:
+            capture.killed.append(touch)
         if touch.is_click:
             if touch.click_id is not None:
                 _remove_from_index(self.by_click_id, touch.click_id, touch)
@@ -344,6 +347,10 @@ class MemoryStore(Store):
         self.fork_snapshots = fork_snapshots and fork_supported()
         self.journal_generation = 1
         self._compaction: asyncio.Task | None = None
+        # The capture whose snapshot is being written in this process, which records the touches
+        # removed meanwhile; None otherwise.
+        self.open_capture: Capture | None = None
+        self._stopping = False
         # Bytes a failed compaction adds to journal_max_bytes before the next attempt.
         self._compaction_deferral = 0
         # Size of the last snapshot written. A segment may grow to it before a compaction, so
@@ -412,6 +419,8 @@ class MemoryStore(Store):
         self.journal.open()
 
     async def stop(self) -> None:
+        # No request is left to yield to, so a running snapshot finishes at full speed.
+        self._stopping = True
         await self.compaction_finished()
         if self.journal is not None:
             await asyncio.to_thread(self.journal.close)
@@ -497,7 +506,6 @@ class MemoryStore(Store):
         of docs/benchmarks.md. ``Capture.frames`` does the encoding later.
         """
         states = list(self.states.values())
-        touches = list(self.touch_order)
         return Capture(
             seq=self.seq,
             journal_generation=generation,
@@ -515,8 +523,7 @@ class MemoryStore(Store):
             app_index={state.code: position for position, state in enumerate(states)},
             seen_ids=list(self.seen_order),
             seen_times=list(self.seen_times),
-            touches=touches,
-            touch_alive=list(map(_touch_alive, map(_second, touches))),
+            touches=list(self.touch_order),
             installs=list(self.install_order),
         )
 
@@ -627,6 +634,9 @@ class MemoryStore(Store):
             await self._compact()
         return outcome
 
+    def _snapshot_yield_ratio(self) -> float:
+        return 0.0 if self._stopping else YIELD_RATIO
+
     @property
     def compacting(self) -> bool:
         return self._compaction is not None and not self._compaction.done()
@@ -658,12 +668,13 @@ class MemoryStore(Store):
                 child = fork_call(partial(self._write_snapshot, included))
                 self._compaction = asyncio.create_task(self._finish_compaction(child, previous, included, started))
                 return
-            capture = self._capture(included)
+            capture = self.open_capture = self._capture(included)
             self._compaction = asyncio.create_task(self._write_captured_snapshot(capture, previous, included, started))
         except Exception:
             # Broad on purpose: the batch that triggered the compaction is applied and journaled,
             # so its request must not fail because the compaction did.
             self.compaction_failures += 1
+            self.open_capture = None
             # Retry once the current segment has grown by another journal_max_bytes, not on every batch.
             self._compaction_deferral = self.journal.bytes_written
             logger.exception(
@@ -721,7 +732,7 @@ class MemoryStore(Store):
         """Close the previous segment, write the captured state, then delete the segments it includes."""
         try:
             await asyncio.to_thread(previous.close)
-            await write_atomically_between_requests(self.snapshot_path, capture.frames())
+            await write_atomically_between_requests(self.snapshot_path, capture.frames(), self._snapshot_yield_ratio)
         except Exception:
             # Broad on purpose: encoding runs here too, and whatever fails, the segments stay.
             self.compaction_failures += 1
@@ -730,6 +741,8 @@ class MemoryStore(Store):
                 extra={"path": str(self.snapshot_path), "journal_generation": included},
             )
             return
+        finally:
+            self.open_capture = None
         await self._delete_included_segments(included, started, {})
 
     async def _delete_included_segments(self, included: int, started: float, ids: dict) -> None:
@@ -836,10 +849,6 @@ class MemoryStore(Store):
             "record": len(self.record_order),
             "dedup": len(self.seen),
         }
-
-
-_touch_alive = attrgetter("alive")
-_second = itemgetter(1)
 
 
 def _first_after(records: list[Record], seq: int) -> int:

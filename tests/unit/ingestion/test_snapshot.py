@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from ingestion.store import snapshot
@@ -52,10 +54,12 @@ async def test_capture_keeps_state_that_later_batches_evict(make_harness):
     store = harness.store
     await harness.send(*funnel(0))
     await harness.send(*funnel(1))
-    capture = store._capture(generation=1)
+    # Opened as a compaction opens it, so the store records the touches it removes.
+    capture = store.open_capture = store._capture(generation=1)
     # These evict the captured touches and installs; the capture must still hold them, alive.
     await harness.send(*funnel(2))
     await harness.send(*funnel(3))
+    store.open_capture = None
     assert not any(touch.alive for _code, touch in capture.touches)
 
     path = store.data_dir / "captured.msgpack"
@@ -103,16 +107,41 @@ async def test_damaged_snapshot_is_named(make_harness, damage, message):
     assert str(path) in str(raised.value)
 
 
-async def test_expired_installs_are_left_out(make_harness):
-    harness = await make_harness(reinstall_window_s=60, limits=MemoryLimits(late_arrival_s=0))
+async def test_expired_before_capture_left_out(make_harness):
+    harness = await make_harness(
+        reinstall_window_s=60, click_window_s=60, fingerprint_window_s=60, limits=MemoryLimits(late_arrival_s=0)
+    )
+    # An impression keeps its day-long window, so the queue behind it is not trimmed.
+    await harness.send(event("impression", "impression", T, gaid="elsewhere"))
     await harness.send(*funnel(0))
-    # Two hours later the install's reinstall window has passed, so its device keys are dropped;
-    # it stays queued for eviction, and its record stays.
+    # Two hours later the windows of the first click and install have passed. Both stay queued
+    # for eviction, the install's device keys are dropped, and its record stays.
     await harness.send(*funnel(7200))
     capture = harness.store._capture(generation=1)
 
     path = harness.store.data_dir / "captured.msgpack"
     write_atomically(path, capture.frames())
     [app] = read_snapshot(path).apps
+    assert [touch.event_id for _code, touch in capture.touches] == ["impression", "click-0", "click-7200"]
+    assert [touch.event_id for touch in app.touches] == ["impression", "click-7200"]
     assert [record.install_event_id for _keys, record in app.installs] == ["install-7200"]
     assert [record.install_event_id for record in app.records] == ["install-0", "install-7200"]
+
+
+async def test_writer_yields_in_proportion(tmp_path, monkeypatch):
+    """After each chunk the writer sleeps yield_ratio times as long as the chunk took to build."""
+    readings = iter(float(second) for second in range(100))
+    monkeypatch.setattr(snapshot, "perf_counter", lambda: next(readings))
+    pauses = []
+
+    async def record_sleep(seconds):
+        pauses.append(seconds)
+
+    monkeypatch.setattr(asyncio, "sleep", record_sleep)
+    path = tmp_path / "snapshot.msgpack"
+
+    await snapshot.write_atomically_between_requests(path, [b"one", b"two", b"three"], lambda: 4.0)
+
+    # The fake clock moves one second between the readings around each chunk.
+    assert pauses == [4.0, 4.0, 4.0]
+    assert path.read_bytes() == b"onetwothree"
