@@ -17,11 +17,13 @@ Version 1 was a single msgpack ``Snapshot`` document; ``read_snapshot`` reads bo
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from operator import attrgetter
 from pathlib import Path
 from time import perf_counter
 
@@ -36,8 +38,11 @@ FORMAT_VERSION = 2
 FRAME_ITEMS = 10_000
 # Duplicate-filter entries per frame: two list slices, so cheaper per entry than a touch.
 SEEN_FRAME_ITEMS = 50_000
-# Installs whose ids are collected between two turns of the event loop.
+# Installs whose seqs are collected between two turns of the event loop.
 ID_CHUNK_ITEMS = 100_000
+# References dropped between two turns of the event loop once a part of a capture is written.
+RELEASE_ITEMS = 100_000
+_seq = attrgetter("seq")
 # Seconds left to event requests per second spent building a frame, so a snapshot takes at most
 # a tenth of a busy core instead of the whole core while requests queue. A full store encodes in
 # 3.0 s in process on the benchmark machine, so its snapshot takes at least 30 s. Its segment
@@ -150,7 +155,8 @@ class Capture:
     seen_times: list[float]
     touches: list[tuple]
     installs: list[tuple]
-    killed: list[Touch] = field(default_factory=list)
+    # None once the touch frames are written, when the store may stop listing removed touches.
+    killed: list[Touch] | None = field(default_factory=list)
 
     def frames(self) -> Iterator[bytes]:
         """Yield the file's bytes: the magic, then one length-prefixed frame at a time.
@@ -172,27 +178,37 @@ class Capture:
         for start in range(0, len(self.seen_ids), SEEN_FRAME_ITEMS):
             end = start + SEEN_FRAME_ITEMS
             yield framed(SeenFrame(self.seen_ids[start:end], self.seen_times[start:end]))
+        yield from _release(self.seen_ids)
+        yield from _release(self.seen_times)
         yield from self._touch_frames(framed)
+        yield from _release(self.touches)
+        killed, self.killed = self.killed, None
+        yield from _release(killed)
         yield from self._install_frames(framed)
+        yield from _release(self.installs)
         for position, app in enumerate(self.apps):
+            yield from _release(app.installs_by_key)
             for start in range(0, len(app.records), FRAME_ITEMS):
                 yield framed(RecordFrame(position, app.records[start : start + FRAME_ITEMS]))
+            yield from _release(app.records)
         yield framed(EndFrame(count))
 
     def _touch_frames(self, framed) -> Iterator[bytes]:
         app_index = self.app_index
-        killed_ids: set[int] = set()
+        killed_seqs: set[int] = set()
         killed_seen = 0
         for start in range(0, len(self.touches), FRAME_ITEMS):
             # The store goes on adding to killed while the frames are written.
             killed_count = len(self.killed)
-            killed_ids.update(map(id, self.killed[killed_seen:killed_count]))
+            killed_seqs.update(map(_seq, self.killed[killed_seen:killed_count]))
             killed_seen = killed_count
+            # Keep the growing set out of the young generations (see _keep_from_collector).
+            _keep_from_collector()
             positions = []
             touches = []
             for code, touch in self.touches[start : start + FRAME_ITEMS]:
                 if not touch.alive:
-                    if id(touch) not in killed_ids:
+                    if touch.seq not in killed_seqs:
                         continue
                     # Expired or evicted after the capture: it was alive when captured.
                     touch = msgspec.structs.replace(touch, alive=True)
@@ -204,25 +220,58 @@ class Capture:
     def _install_frames(self, framed) -> Iterator[bytes]:
         # An install is current while one of its device keys still points at it, and a record
         # is only ever indexed under its own keys, so "indexed under any key" is the same test.
-        current_ids: list[set[int]] = []
+        # Records are told apart by seq, which is unique and already an int of theirs.
+        current_seqs: list[set[int]] = []
         for app in self.apps:
-            ids: set[int] = set()
+            seqs: set[int] = set()
             values = list(app.installs_by_key.values())
             for start in range(0, len(values), ID_CHUNK_ITEMS):
-                ids.update(map(id, values[start : start + ID_CHUNK_ITEMS]))
+                seqs.update(map(_seq, values[start : start + ID_CHUNK_ITEMS]))
                 yield b""
-            current_ids.append(ids)
+            _keep_from_collector()
+            yield from _release(values)
+            current_seqs.append(seqs)
         app_index = self.app_index
         for start in range(0, len(self.installs), FRAME_ITEMS):
             positions = []
             installs = []
             for code, keys, record in self.installs[start : start + FRAME_ITEMS]:
                 position = app_index[code]
-                if id(record) in current_ids[position]:
+                if record.seq in current_seqs[position]:
                     positions.append(position)
                     installs.append((keys, record))
             if installs:
                 yield framed(InstallFrame(positions, installs))
+        for seqs in current_seqs:
+            yield from _release(seqs)
+
+
+def _keep_from_collector() -> None:
+    """Move every tracked object, the frames' large containers among them, out of the collector.
+
+    A young container of millions of references is traversed by every collection of the young
+    generations until it ages. gc.freeze() takes constant time; the writer's caller calls
+    gc.unfreeze() once the snapshot is written, so nothing stays out for good.
+    """
+    gc.freeze()
+
+
+def _release(container: list | set | dict) -> Iterator[bytes]:
+    """Empty a large container a chunk at a time, yielding empty chunks in between.
+
+    Dropping a capture's containers at once would free millions of references in one go (and
+    the last references of touches removed meanwhile), stalling requests for tenths of a second.
+    """
+    if isinstance(container, list):
+        while container:
+            del container[-RELEASE_ITEMS:]
+            yield b""
+        return
+    pop = container.popitem if isinstance(container, dict) else container.pop
+    while container:
+        for _ in range(min(RELEASE_ITEMS, len(container))):
+            pop()
+        yield b""
 
 
 def read_snapshot(path: Path) -> Snapshot:
