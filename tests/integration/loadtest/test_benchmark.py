@@ -16,7 +16,7 @@ def test_benchmark_writes_report(tmp_path):
     figures = tmp_path / "benchmarks.json"
     command = [
         sys.executable, "-m", "loadtest.benchmark", "--duration", "1", "--warmup", "0.5", "--no-pinning",
-        "--connections", "2", "--locust-users", "2", "--metrics-rounds", "1",
+        "--connections", "2", "--locust-users", "2", "--metrics-rounds", "1", "--fill-events", "3000",
         "--output", str(report), "--json", str(figures),
     ]
     env = {**locust_environment(None), "PYTHONPATH": str(REPOSITORY) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -27,7 +27,7 @@ def test_benchmark_writes_report(tmp_path):
     assert completed.returncode == 0, completed.stdout[-3000:]
     document = json.loads(figures.read_text())
     servers = {server["name"]: server for server in document["servers"]}
-    assert set(servers) == {"bare ceiling", "ingestion service"}
+    assert set(servers) == {"bare ceiling", "ingestion service", "ingestion service after 3,000 events"}
     for server in servers.values():
         assert server["events_per_second"] > 0
         assert server["errors"] == 0
@@ -41,7 +41,24 @@ def test_benchmark_writes_report(tmp_path):
     text = report.read_text()
     assert "| bare ceiling |" in text
     assert "| ingestion service |" in text
+    assert "| ingestion service after 3,000 events |" in text
+    assert "campaign's service given the same 3,000 events first" in text
     assert document["context"]["cpu"] in text
     assert "## Metrics core against prometheus_client" in text
     assert "![throughput and latency](benchmarks.png)" in text
     assert Path(tmp_path / "benchmarks.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_latency_benchmark_reports_windows():
+    command = [
+        sys.executable, "-m", "loadtest.bench_latency", "--events-per-second", "4000", "--duration", "3",
+        "--fill-events", "3000", "--connections", "4", "--no-pinning",
+    ]
+    env = {**locust_environment(None), "PYTHONPATH": str(REPOSITORY) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+    completed = subprocess.run(command, cwd=REPOSITORY, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, timeout=300)
+
+    assert completed.returncode == 0, completed.stdout[-3000:]
+    assert "12 requests at 4,000 events/s after 3,000 events; failed requests: 0" in completed.stdout
+    assert "p95 in ms per 2 s window (window start: p95): 0:" in completed.stdout

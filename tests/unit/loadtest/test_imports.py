@@ -19,6 +19,7 @@ PLAIN_MODULES = (
     "loadtest.verdict",
     "loadtest.campaigns",
     "loadtest.bare_app",
+    "loadtest.bench_latency",
     "exporters.loadtest",
 )
 

@@ -1,0 +1,49 @@
+"""The latency benchmark's percentiles, windows, report and option checks."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from loadtest.bench_latency import Timeline, format_report, main
+
+
+def test_percentiles_by_nearest_rank():
+    timeline = Timeline([0.0] * 20, [float(value) for value in range(1, 21)], 0)
+
+    assert timeline.percentile(0.50) == 11.0
+    assert timeline.percentile(0.95) == 20.0
+    assert Timeline([], [], 0).percentile(0.95) is None
+
+
+def test_window_p95_groups_by_send_time():
+    # A stall at 2 s: every request scheduled in that window waited.
+    timeline = Timeline([0.1, 0.5, 2.2, 2.9, 4.0], [10.0, 12.0, 800.0, 600.0, 11.0], 0)
+
+    assert timeline.window_p95(2.0) == [(0.0, 12.0), (2.0, 800.0), (4.0, 11.0)]
+
+
+def test_report_names_rate_fill_and_windows():
+    timeline = Timeline([0.1, 2.2], [10.0, 800.0], 1)
+    args = argparse.Namespace(events_per_second=80_000.0, fill_events=8_000_000, window=2.0)
+
+    lines = format_report(timeline, args).splitlines()
+
+    assert lines[0] == "2 requests at 80,000 events/s after 8,000,000 events; failed requests: 1"
+    assert lines[1] == "p50 800 ms, p95 800 ms, p99 800 ms, slowest 800 ms"
+    assert lines[2] == "p95 in ms per 2 s window (window start: p95): 0:10 2:800"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--events-per-second", "0"], "must be positive"),
+        (["--events-per-second", "1000", "--fill-events", "-5"], "--fill-events must be 0 or more, got -5"),
+    ],
+)
+def test_invalid_options_rejected(capsys, arguments, message):
+    with pytest.raises(SystemExit):
+        main(arguments)
+
+    assert message in capsys.readouterr().err
