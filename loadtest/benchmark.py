@@ -42,6 +42,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -385,12 +386,15 @@ def write_chart(path: Path, servers: list[ServerResult], locust: list[LocustResu
         result.name.startswith("Locust generator") for result in locust)
     rates = [result.events_per_second / 1e6 for result in servers] + [
         (result.events_per_second or 0) / 1e6 for result in locust if result.name.startswith("Locust generator")]
-    bars = throughput.bar(names, rates, color=_COLOURS[: len(names)])
+    positions = list(range(len(names)))
+    bars = throughput.bar(positions, rates, color=_COLOURS[: len(names)])
+    # Long server names would overlap under their bars.
+    throughput.set_xticks(positions, [textwrap.fill(name, 16) for name in names])
     throughput.axhline(1.0, color="#b03a2e", linestyle="--", linewidth=1, label="target 1 M events/s")
     throughput.bar_label(bars, labels=[f"{rate:.2f} M" for rate in rates])
     throughput.set_ylabel("million events per second (one core)")
     throughput.set_title("Throughput, 1,000-event batches")
-    throughput.legend(loc="upper right")
+    throughput.legend(loc="upper center")
 
     percentiles = ("p50", "p95", "p99")
     width = 0.8 / max(1, len(servers))
