@@ -84,11 +84,15 @@ async def paced_load(host: str, port: int, next_request, *, batches_per_second: 
             status, _payload = await connection.request(head + b"Content-Length: %d\r\n\r\n" % len(body), body)
         except HttpError:
             timeline.errors += 1
-            return
-        timeline.scheduled_s.append(scheduled - started)
-        timeline.latencies_ms.append((time.perf_counter() - scheduled) * 1000.0)
-        if status != 200:
-            timeline.errors += 1
+            # The connection is closed. A new one keeps the pool's size, so later sends never wait
+            # for a connection that cannot come back; it raises when the service is gone.
+            _, connection = await loop.create_connection(_Connection, host, port)
+            opened.append(connection)
+        else:
+            timeline.scheduled_s.append(scheduled - started)
+            timeline.latencies_ms.append((time.perf_counter() - scheduled) * 1000.0)
+            if status != 200:
+                timeline.errors += 1
         idle.put_nowait(connection)
 
     sends = []
