@@ -375,8 +375,8 @@ class MemoryStore(Store):
         self.states: dict[str, AppState] = {}
         # The duplicate filter's keys, spread over sets by hash. A dict or set that has taken as
         # many insertions as it has room rebuilds its table in one go. With one dict of 5,000,000
-        # keys, a full store stalled batches for 0.78 s every minute or so; with 64 shards the
-        # worst request of the same paced run took 0.23 s instead of 0.92 s.
+        # keys, a full store stalled batches for 0.78 s about once a minute. With 64 shards, the
+        # slowest request of the same paced run took 0.23 s instead of 0.92 s.
         self.seen_shards: list[set[str]] = [set() for _ in range(SEEN_SHARDS)]
         # The duplicate filter's keys oldest first, for expiry and eviction. Finding a dict's first key
         # with next(iter()) scans the entries deleted before it, which made each eviction cost

@@ -141,9 +141,9 @@ class Capture:
 
     ``touches`` and ``installs`` are copies of the store's arrival-order queues. Their entries
     start with the owning app's code, and ``app_index`` maps each code to the app's position in
-    ``apps``. The queues also hold entries that had expired before the capture: a touch is
+    ``apps``. The queues also contain entries that had expired before the capture. A touch is
     written when it is alive or in ``killed``, where the store adds each touch it removes while
-    the capture is open; an install is written when its app's index still pointed at it.
+    the capture is open. An install is written when its app's index still pointed at it.
     """
 
     seq: int
@@ -220,7 +220,8 @@ class Capture:
     def _install_frames(self, framed) -> Iterator[bytes]:
         # An install is current while one of its device keys still points at it, and a record
         # is only ever indexed under its own keys, so "indexed under any key" is the same test.
-        # Records are told apart by seq, which is unique and already an int of theirs.
+        # Records are identified by seq: it is unique, and the int already exists, so a set of
+        # them allocates no new objects.
         current_seqs: list[set[int]] = []
         for app in self.apps:
             seqs: set[int] = set()
@@ -345,8 +346,8 @@ async def write_atomically_between_requests(
     """Like ``write_atomically``, but build each chunk on the event loop and write it in a thread.
 
     After each chunk the loop is left to event requests for ``yield_ratio()`` times as long as
-    the chunk took to build, so a snapshot never holds them for long and takes at most
-    1 / (1 + ratio) of a busy core. The ratio is read per chunk, so a stopping store can set it to 0.
+    the chunk took to build. So a snapshot never keeps them waiting for long, and it takes at
+    most 1 / (1 + ratio) of a busy core. The ratio is read per chunk, so a stopping store can set it to 0.
     """
     temporary = _temporary(path)
     handle = await asyncio.to_thread(open, temporary, "wb")

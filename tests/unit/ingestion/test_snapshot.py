@@ -78,7 +78,7 @@ async def test_requests_go_on_while_the_snapshot_is_written(make_harness):
     store.journal_max_bytes = 2_000
     await harness.send(*[event("click", f"click-{number}", T, gaid=f"g-{number}") for number in range(20)])
 
-    # The triggering request has its answer and the gate is open while the snapshot is still being written.
+    # The triggering request has its response, and the gate is open while the snapshot is still being written.
     assert store.compacting
     outcome = await harness.send(*funnel(100))
     assert outcome.duplicate_flags == [False, False]
