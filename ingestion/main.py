@@ -68,8 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "snapshot")
     parser.add_argument("--snapshot-mode", choices=("in-process", "fork"), default="in-process",
                         help="how a compaction writes its snapshot: in-process (default; event requests wait "
-                        "while this process encodes the state) or fork (a child process writes it while event "
-                        "requests go on, more slowly)")
+                        "while references to the state are copied, then this process encodes it between requests "
+                        "with at most a tenth of its core) or fork (a child process writes it while event requests "
+                        "go on, more slowly)")
     parser.add_argument("--record-retention", type=positive_int, default=400 * 86400,
                         help="seconds a Redis store keeps attribution records and revenue after writing them")
     parser.add_argument("--stats-window", type=positive_int, default=300,

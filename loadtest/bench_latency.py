@@ -7,8 +7,8 @@ A closed-loop benchmark (`loadtest.benchmark`) measures the most a service takes
 do. A request's latency runs from its scheduled send time to its response, so time spent
 queued behind a stalled service counts, and a stall shows as a run of slow windows instead of
 a lower rate. The service (`unmogrowp ingestion`, embedded store in a temporary folder) is
-pinned to `--server-cpu` and first takes `--fill-events` from the closed-loop generator, so the
-store is at its bounds. Reported: p50, p95, p99 and the slowest request over the run, and the
+pinned to `--server-cpu` and first takes at least `--fill-events` from the closed-loop generator,
+so the store is at its bounds. Reported: p50, p95, p99 and the slowest request over the run, and the
 p95 of each `--window` seconds.
 """
 
@@ -85,7 +85,7 @@ async def paced_load(host: str, port: int, next_request, *, batches_per_second: 
         except HttpError:
             timeline.errors += 1
             # The connection is closed. A new one keeps the pool's size, so later sends never wait
-            # for a connection that cannot come back; it raises when the service is gone.
+            # for a connection that cannot come back. Opening it raises when the service is gone.
             _, connection = await loop.create_connection(_Connection, host, port)
             opened.append(connection)
         else:
@@ -111,14 +111,14 @@ async def paced_load(host: str, port: int, next_request, *, batches_per_second: 
     return timeline
 
 
-def format_report(timeline: Timeline, args) -> str:
+def format_report(timeline: Timeline, args, filled: float) -> str:
     def ms(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.0f}"
 
     windows = " ".join(f"{start:.0f}:{ms(p95)}" for start, p95 in timeline.window_p95(args.window))
     return "\n".join([
         f"{len(timeline.latencies_ms)} requests at {args.events_per_second:,.0f} events/s "
-        f"after {args.fill_events:,} events; failed requests: {timeline.errors}",
+        f"after {filled:,.0f} events; failed requests: {timeline.errors}",
         f"p50 {ms(timeline.percentile(0.50))} ms, p95 {ms(timeline.percentile(0.95))} ms, "
         f"p99 {ms(timeline.percentile(0.99))} ms, slowest {ms(max(timeline.latencies_ms, default=None))} ms",
         f"p95 in ms per {args.window:.0f} s window (window start: p95): {windows}",
@@ -161,13 +161,14 @@ def main(argv: list[str] | None = None) -> int:
         ])
         with running(command, port, env=env, log_path=Path(folder) / "ingestion.log"):
             requests = _request_source(_feed(_register_apps(port, token), args), port)
+            filled = 0.0
             if args.fill_events:
-                _fill(port, requests, argparse.Namespace(**{**vars(args), "connections": FILL_CONNECTIONS}))
+                filled = _fill(port, requests, argparse.Namespace(**{**vars(args), "connections": FILL_CONNECTIONS}))
             timeline = asyncio.run(paced_load(
                 "127.0.0.1", port, requests, batches_per_second=args.events_per_second / args.batch_size,
                 duration_s=args.duration, connections=args.connections,
             ))
-    print(format_report(timeline, args))
+    print(format_report(timeline, args, filled))
     return 0 if not timeline.errors else 1
 
 

@@ -27,7 +27,7 @@ def test_benchmark_writes_report(tmp_path):
     assert completed.returncode == 0, completed.stdout[-3000:]
     document = json.loads(figures.read_text())
     servers = {server["name"]: server for server in document["servers"]}
-    assert set(servers) == {"bare ceiling", "ingestion service", "ingestion service after 3,000 events"}
+    assert set(servers) == {"bare ceiling", "ingestion service", "ingestion service after 3,000+ events"}
     for server in servers.values():
         assert server["events_per_second"] > 0
         assert server["errors"] == 0
@@ -41,8 +41,8 @@ def test_benchmark_writes_report(tmp_path):
     text = report.read_text()
     assert "| bare ceiling |" in text
     assert "| ingestion service |" in text
-    assert "| ingestion service after 3,000 events |" in text
-    assert "campaign's service given the same 3,000 events first" in text
+    assert "| ingestion service after 3,000+ events |" in text
+    assert "again after at least 3,000 events, and the campaign's service given as many first" in text
     assert document["context"]["cpu"] in text
     assert "## Metrics core against prometheus_client" in text
     assert "![throughput and latency](benchmarks.png)" in text
@@ -60,5 +60,6 @@ def test_latency_benchmark_reports_windows():
                                stderr=subprocess.STDOUT, text=True, timeout=300)
 
     assert completed.returncode == 0, completed.stdout[-3000:]
-    assert "12 requests at 4,000 events/s after 3,000 events; failed requests: 0" in completed.stdout
+    assert "12 requests at 4,000 events/s after " in completed.stdout
+    assert " events; failed requests: 0" in completed.stdout
     assert "p95 in ms per 2 s window (window start: p95): 0:" in completed.stdout

@@ -28,9 +28,9 @@ def test_report_names_rate_fill_and_windows():
     timeline = Timeline([0.1, 2.2], [10.0, 800.0], 1)
     args = argparse.Namespace(events_per_second=80_000.0, fill_events=8_000_000, window=2.0)
 
-    lines = format_report(timeline, args).splitlines()
+    lines = format_report(timeline, args, filled=8_040_000).splitlines()
 
-    assert lines[0] == "2 requests at 80,000 events/s after 8,000,000 events; failed requests: 1"
+    assert lines[0] == "2 requests at 80,000 events/s after 8,040,000 events; failed requests: 1"
     assert lines[1] == "p50 800 ms, p95 800 ms, p99 800 ms, slowest 800 ms"
     assert lines[2] == "p95 in ms per 2 s window (window start: p95): 0:10 2:800"
 
