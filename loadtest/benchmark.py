@@ -8,7 +8,7 @@ In one run, on this machine:
    decodes the batches with msgspec) runs pinned to the server core with `taskset`.
 2. The full ingestion service (`unmogrowp ingestion`, one worker, embedded store in a
    temporary folder) runs pinned to the same core after it, measured twice: fresh, and again
-   once it has taken `--fill-events` events (8,000,000 by default: with the generator's mix
+   once it has taken at least `--fill-events` events (8,000,000 by default: with the generator's mix
    of events, every bound of the embedded store reaches its default maximum by about 6,500,000).
    A store grows slower to update as it fills, so the second figure is the rate the service
    sustains.
@@ -18,7 +18,7 @@ In one run, on this machine:
 3. One Locust process (`locust -f loadtest/`, unpaced users) on the client core against the
    bare app: how many events per second the load-test kit itself generates.
 4. A Locust `steady` campaign at 80 % of the service's sustained maximum, against a new service
-   that first takes the same `--fill-events`: its throughput and p95.
+   that first takes at least as many events: its throughput and p95.
 5. The metrics core against prometheus_client (`loadtest.bench_metrics.run()`).
 
 Results go to docs/benchmarks.md with a chart in docs/benchmarks.png. Keep the machine quiet
@@ -540,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-cpu", type=int, default=1, help="CPU the load generators are pinned to (default 1)")
     parser.add_argument("--no-pinning", action="store_true", help="let the scheduler place servers and load generators")
     parser.add_argument("--fill-events", type=int, default=8_000_000,
-                        help="events each ingestion service takes before its second measurement and before the campaign, "
+                        help="events each ingestion service takes at least before its second measurement and before the campaign, "
                              "so both meet a store at its bounds; 0 measures a fresh service only (default 8000000)")
     parser.add_argument("--service-args", default="", help="extra arguments for `unmogrowp ingestion`, quoted as one string")
     parser.add_argument("--locust-users", type=int, default=16, help="unpaced Locust users against the bare app (default 16)")

@@ -282,37 +282,44 @@ def read_snapshot(path: Path) -> Snapshot:
         try:
             return msgspec.msgpack.decode(data, type=Snapshot)
         except msgspec.DecodeError as error:
-            raise SnapshotError(f"snapshot {path} is damaged ({error}); restore it from a backup or move it away") from None
+            raise _damaged(path, f"is damaged ({error})") from None
     return _assemble(path, _read_frames(path, memoryview(data)[len(MAGIC) :]))
+
+
+def _damaged(path: Path, problem: str) -> SnapshotError:
+    return SnapshotError(
+        f"snapshot {path} {problem}; restore it from a backup, or move it away to start without its "
+        "state (the journal segments it does not include are still replayed)"
+    )
 
 
 def _read_frames(path: Path, view: memoryview) -> Iterator[Frame]:
     offset = 0
     while offset < len(view):
         if offset + _LENGTH.size > len(view):
-            raise SnapshotError(f"snapshot {path} ends inside a frame header; it was cut short")
+            raise _damaged(path, "ends inside a frame header, so it was cut short")
         (length,) = _LENGTH.unpack_from(view, offset)
         offset += _LENGTH.size
         if offset + length > len(view):
-            raise SnapshotError(f"snapshot {path} ends inside a frame; it was cut short")
+            raise _damaged(path, "ends inside a frame, so it was cut short")
         try:
             yield _frame_decoder.decode(view[offset : offset + length])
         except msgspec.DecodeError as error:
-            raise SnapshotError(f"snapshot {path} has a damaged frame at byte {offset + len(MAGIC)}: {error}") from None
+            raise _damaged(path, f"has a damaged frame at byte {offset + len(MAGIC)} ({error})") from None
         offset += length
 
 
 def _assemble(path: Path, frames: Iterator[Frame]) -> Snapshot:
     header = next(frames, None)
     if not isinstance(header, Header):
-        raise SnapshotError(f"snapshot {path} does not start with its header frame")
+        raise _damaged(path, "does not start with its header frame")
     apps = [AppSnapshot(app.app_id, app.watermark, [], [], [], app.revenue, app.code) for app in header.apps]
     seen: list[tuple[str, float]] = []
     count = 1
     for frame in frames:
         if isinstance(frame, EndFrame):
             if frame.frames != count:
-                raise SnapshotError(f"snapshot {path} has {count} frames where its end frame counts {frame.frames}")
+                raise _damaged(path, f"has {count} frames where its end frame counts {frame.frames}")
             return Snapshot(header.version, header.seq, seen, apps, header.journal_generation)
         count += 1
         if isinstance(frame, SeenFrame):
@@ -326,8 +333,8 @@ def _assemble(path: Path, frames: Iterator[Frame]) -> Snapshot:
         elif isinstance(frame, RecordFrame):
             apps[frame.app].records.extend(frame.records)
         else:
-            raise SnapshotError(f"snapshot {path} has a second header frame")
-    raise SnapshotError(f"snapshot {path} has no end frame; it was cut short")
+            raise _damaged(path, "has a second header frame")
+    raise _damaged(path, "has no end frame, so it was cut short")
 
 
 def write_atomically(path: Path, chunks: Iterable[bytes]) -> None:
