@@ -39,7 +39,7 @@ FRAME_ITEMS = 10_000
 # Duplicate-filter entries per frame: two list slices, so cheaper per entry than a touch.
 SEEN_FRAME_ITEMS = 50_000
 # Installs whose seqs are collected between two turns of the event loop.
-ID_CHUNK_ITEMS = 100_000
+SEQ_CHUNK_ITEMS = 100_000
 # References dropped between two turns of the event loop once a part of a capture is written.
 RELEASE_ITEMS = 100_000
 _seq = attrgetter("seq")
@@ -226,8 +226,8 @@ class Capture:
         for app in self.apps:
             seqs: set[int] = set()
             values = list(app.installs_by_key.values())
-            for start in range(0, len(values), ID_CHUNK_ITEMS):
-                seqs.update(map(_seq, values[start : start + ID_CHUNK_ITEMS]))
+            for start in range(0, len(values), SEQ_CHUNK_ITEMS):
+                seqs.update(map(_seq, values[start : start + SEQ_CHUNK_ITEMS]))
                 yield b""
             _keep_from_collector()
             yield from _release(values)
