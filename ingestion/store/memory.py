@@ -41,7 +41,7 @@ import msgspec
 from exporters.tracing import child_span
 from ingestion.engine import Outcome, attribute_batch
 from ingestion.events import Event
-from ingestion.model import AppSettings, Record, StoredApp, Touch
+from ingestion.model import AppSettings, InstallEntry, Record, StoredApp, Touch
 from ingestion.store.base import RecordQuery, RevenueLine, Store, StoreUnavailable
 from ingestion.store.forking import ForkedCall, fork_call, fork_supported, memory_headroom_bytes, resident_bytes
 from ingestion.store.journal import Journal, JournalError, read_frames
@@ -134,7 +134,7 @@ class AppState:
         self.touch_buckets: dict[int, list[Touch]] = {}
         self.touch_bucket_heap: list[int] = []
         self.installs: dict[str, Record] = {}
-        self.install_buckets: dict[int, list[tuple[tuple[str, ...], Record]]] = {}
+        self.install_buckets: dict[int, list[InstallEntry]] = {}
         self.install_bucket_heap: list[int] = []
         self.records: dict[str, Record] = {}
         self.record_list: list[Record] = []
@@ -226,12 +226,13 @@ class AppState:
             self.installs[key] = record
         horizon = self.settings.reinstall_window_s + self.store.limits.late_arrival_s
         bucket = int((record.install_time + horizon) // HOUR) + 1
+        entry = InstallEntry(self.code, keys, record)
         members = self.install_buckets.get(bucket)
         if members is None:
             members = self.install_buckets[bucket] = []
             heapq.heappush(self.install_bucket_heap, bucket)
-        members.append((keys, record))
-        self.store.install_order.append((self.code, keys, record))
+        members.append(entry)
+        self.store.install_order.append(entry)
 
     def add_record(self, record: Record) -> None:
         self.records[record.install_event_id] = record
@@ -300,8 +301,8 @@ class AppState:
         installs = 0
         while self.install_bucket_heap and self.install_bucket_heap[0] <= current:
             bucket = heapq.heappop(self.install_bucket_heap)
-            for keys, record in self.install_buckets.pop(bucket, ()):
-                if self.remove_install(keys, record):
+            for entry in self.install_buckets.pop(bucket, ()):
+                if self.remove_install(entry.keys, entry.record):
                     installs += 1
         return touches, installs
 
@@ -391,7 +392,7 @@ class MemoryStore(Store):
         # struct leaves the collector's lists after its first collection, and there are millions.
         self.touch_order: deque[tuple[int, Touch]] = deque()
         self.live_touches = 0
-        self.install_order: deque[tuple[int, tuple[str, ...], Record]] = deque()
+        self.install_order: deque[InstallEntry] = deque()
         self.states_by_code: dict[int, AppState] = {}
         self.record_order: deque[AppState] = deque()
         self.evicted = {"touch": 0, "install": 0, "record": 0, "dedup": 0}
@@ -818,8 +819,8 @@ class MemoryStore(Store):
                 self.evicted["touch"] += 1
 
         while len(self.install_order) > self.limits.max_installs:
-            code, keys, record = self.install_order.popleft()
-            if self.states_by_code[code].remove_install(keys, record):
+            entry = self.install_order.popleft()
+            if self.states_by_code[entry.code].remove_install(entry.keys, entry.record):
                 self.evicted["install"] += 1
 
         while len(self.record_order) > self.limits.max_records:

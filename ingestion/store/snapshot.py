@@ -29,7 +29,7 @@ from time import perf_counter
 
 import msgspec
 
-from ingestion.model import Record, Touch
+from ingestion.model import InstallEntry, Record, Touch
 
 MAGIC = b"UMGSNAP2"
 FORMAT_VERSION = 2
@@ -154,7 +154,7 @@ class Capture:
     seen_ids: list[str]
     seen_times: list[float]
     touches: list[tuple]
-    installs: list[tuple]
+    installs: list[InstallEntry]
     # None once the touch frames are written, when the store may stop listing removed touches.
     killed: list[Touch] | None = field(default_factory=list)
 
@@ -236,11 +236,11 @@ class Capture:
         for start in range(0, len(self.installs), FRAME_ITEMS):
             positions = []
             installs = []
-            for code, keys, record in self.installs[start : start + FRAME_ITEMS]:
-                position = app_index[code]
-                if record.seq in current_seqs[position]:
+            for entry in self.installs[start : start + FRAME_ITEMS]:
+                position = app_index[entry.code]
+                if entry.record.seq in current_seqs[position]:
                     positions.append(position)
-                    installs.append((keys, record))
+                    installs.append((entry.keys, entry.record))
             if installs:
                 yield framed(InstallFrame(positions, installs))
         for seqs in current_seqs:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import stat
 from pathlib import Path
@@ -71,6 +72,18 @@ async def test_max_records_evicts_oldest(make_harness):
     assert harness.store.evicted["record"] == 2
     assert await harness.store.get_record(harness.settings.app_id, "install-1") is None
     assert (await harness.record("install-2"))["status"] == "organic"
+
+
+async def test_install_entries_untracked_by_collector(make_harness):
+    """Each install queue holds up to max_installs entries; the collector must track none of them."""
+    harness = await make_harness()
+    await harness.send(*(event("install", f"install-{index}", T + index, gaid=f"g-{index}") for index in range(3)))
+
+    state = harness.store.states[harness.settings.app_id]
+    queued = list(harness.store.install_order)
+    bucketed = [entry for members in state.install_buckets.values() for entry in members]
+    assert len(queued) == len(bucketed) == 3
+    assert not any(gc.is_tracked(entry) for entry in queued + bucketed)
 
 
 async def test_max_installs_evicts_oldest(make_harness):
