@@ -29,7 +29,8 @@ from time import perf_counter
 
 import msgspec
 
-from ingestion.model import InstallEntry, Record, Touch
+from ingestion.model import Record, Touch
+from ingestion.store.chunked import QueueView
 
 MAGIC = b"UMGSNAP2"
 FORMAT_VERSION = 2
@@ -151,10 +152,11 @@ class Capture:
     apps: list[CapturedApp]
     app_index: dict[int, int]
     # The duplicate filter's ids oldest first, and the receipt time of each.
-    seen_ids: list[str]
-    seen_times: list[float]
-    touches: list[tuple]
-    installs: list[InstallEntry]
+    seen_ids: QueueView
+    seen_times: QueueView
+    # (app code, Touch) pairs and InstallEntry items, in arrival order.
+    touches: QueueView
+    installs: QueueView
     # None once the touch frames are written, when the store may stop listing removed touches.
     killed: list[Touch] | None = field(default_factory=list)
 
@@ -175,9 +177,8 @@ class Capture:
 
         headers = [AppHeader(app.app_id, app.code, app.watermark, app.revenue) for app in self.apps]
         yield framed(Header(FORMAT_VERSION, self.seq, self.journal_generation, headers))
-        for start in range(0, len(self.seen_ids), SEEN_FRAME_ITEMS):
-            end = start + SEEN_FRAME_ITEMS
-            yield framed(SeenFrame(self.seen_ids[start:end], self.seen_times[start:end]))
+        for ids, times in zip(self.seen_ids.slices(SEEN_FRAME_ITEMS), self.seen_times.slices(SEEN_FRAME_ITEMS)):
+            yield framed(SeenFrame(ids, times))
         yield from _release(self.seen_ids)
         yield from _release(self.seen_times)
         yield from self._touch_frames(framed)
@@ -197,7 +198,7 @@ class Capture:
         app_index = self.app_index
         killed_seqs: set[int] = set()
         killed_seen = 0
-        for start in range(0, len(self.touches), FRAME_ITEMS):
+        for frame_touches in self.touches.slices(FRAME_ITEMS):
             # The store goes on adding to killed while the frames are written.
             killed_count = len(self.killed)
             killed_seqs.update(map(_seq, self.killed[killed_seen:killed_count]))
@@ -206,7 +207,7 @@ class Capture:
             _keep_from_collector()
             positions = []
             touches = []
-            for code, touch in self.touches[start : start + FRAME_ITEMS]:
+            for code, touch in frame_touches:
                 if not touch.alive:
                     if touch.seq not in killed_seqs:
                         continue
@@ -233,10 +234,10 @@ class Capture:
             yield from _release(values)
             current_seqs.append(seqs)
         app_index = self.app_index
-        for start in range(0, len(self.installs), FRAME_ITEMS):
+        for frame_installs in self.installs.slices(FRAME_ITEMS):
             positions = []
             installs = []
-            for entry in self.installs[start : start + FRAME_ITEMS]:
+            for entry in frame_installs:
                 position = app_index[entry.code]
                 if entry.record.seq in current_seqs[position]:
                     positions.append(position)
@@ -257,12 +258,16 @@ def _keep_from_collector() -> None:
     gc.freeze()
 
 
-def _release(container: list | set | dict) -> Iterator[bytes]:
+def _release(container: list | set | dict | QueueView) -> Iterator[bytes]:
     """Empty a large container a chunk at a time, yielding empty chunks in between.
 
     Dropping a capture's containers at once would free millions of references in one go (and
     the last references of touches removed meanwhile), stalling requests for tenths of a second.
     """
+    if isinstance(container, QueueView):
+        for _ in container.release():
+            yield b""
+        return
     if isinstance(container, list):
         while container:
             del container[-RELEASE_ITEMS:]

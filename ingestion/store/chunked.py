@@ -1,0 +1,159 @@
+"""A first-in, first-out queue kept in chunks, so that a consistent copy costs one step per chunk.
+
+The embedded store keeps its arrival-order queues (duplicate-filter ids and their receipt
+times, touches, installs) in this form. A compaction must copy them while event requests
+wait; copying a deque of 5,000,000 ids took 0.09 s, while a ``QueueView`` of the same queue
+copies about 1,200 chunk references and one short list.
+
+New items go to ``tail``, a plain list that the hot path appends to directly. ``seal`` (called
+once per batch) closes the tail once it holds ``CHUNK_ITEMS`` or more; a sealed chunk is never
+changed again. ``popleft`` advances an offset into the oldest chunk and drops the chunk once it
+is used up, so a view taken earlier still reads every item it had.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from itertools import chain, islice
+from typing import Any
+
+CHUNK_ITEMS = 4096
+
+
+class ChunkedQueue:
+    """A queue of sealed chunks, oldest first, and an open ``tail`` that takes new items."""
+
+    def __init__(self, items: Iterable[Any] = ()) -> None:
+        self.chunks: deque[list] = deque()
+        # Items already taken from chunks[0].
+        self.head = 0
+        # Items in the sealed chunks, the taken ones included.
+        self.sealed_items = 0
+        self.tail: list = []
+        iterator = iter(items)
+        while chunk := list(islice(iterator, CHUNK_ITEMS)):
+            self.tail = chunk
+            self.seal()
+
+    def __len__(self) -> int:
+        return self.sealed_items - self.head + len(self.tail)
+
+    def __bool__(self) -> bool:
+        return bool(self.chunks) or bool(self.tail)
+
+    def __iter__(self) -> Iterator[Any]:
+        return _iterate(self.chunks, self.head, self.tail)
+
+    def append(self, item: Any) -> None:
+        self.tail.append(item)
+
+    def seal(self) -> None:
+        """Close the tail once it holds CHUNK_ITEMS or more, and open a new one.
+
+        A tail past twice that size (a restore or a replay appends without sealing) is cut
+        into chunks of CHUNK_ITEMS, since a chunk keeps its taken items alive until the last
+        one is taken.
+        """
+        tail = self.tail
+        if len(tail) < CHUNK_ITEMS:
+            return
+        if len(tail) <= 2 * CHUNK_ITEMS:
+            self.chunks.append(tail)
+        else:
+            self.chunks.extend(tail[start : start + CHUNK_ITEMS] for start in range(0, len(tail), CHUNK_ITEMS))
+        self.sealed_items += len(tail)
+        self.tail = []
+
+    def first(self) -> Any:
+        """Return the oldest item without taking it; raise IndexError when the queue is empty."""
+        if not self.chunks:
+            return self.tail[0]
+        return self.chunks[0][self.head]
+
+    def popleft(self) -> Any:
+        """Take the oldest item; raise IndexError when the queue is empty."""
+        if not self._open_first():
+            raise IndexError("pop from an empty queue")
+        item = self.chunks[0][self.head]
+        self._advance(self.head + 1)
+        return item
+
+    def take(self, count: int) -> list:
+        """Take the `count` oldest items, or all of them when there are fewer, oldest first."""
+        taken: list = []
+        while count > 0 and self._open_first():
+            first = self.chunks[0]
+            end = min(len(first), self.head + count)
+            taken.extend(first[self.head : end])
+            count -= end - self.head
+            self._advance(end)
+        return taken
+
+    def drop(self, count: int) -> None:
+        """Discard the `count` oldest items, or all of them when there are fewer."""
+        while count > 0 and self._open_first():
+            first = self.chunks[0]
+            end = min(len(first), self.head + count)
+            count -= end - self.head
+            self._advance(end)
+
+    def _open_first(self) -> bool:
+        """Make sure chunks[0] holds the oldest item; return False when the queue is empty."""
+        if self.chunks:
+            return True
+        if not self.tail:
+            return False
+        # Seal the tail whatever its size, so taking from it costs no list shift.
+        self.chunks.append(self.tail)
+        self.sealed_items += len(self.tail)
+        self.tail = []
+        return True
+
+    def _advance(self, head: int) -> None:
+        self.head = head
+        if head == len(self.chunks[0]):
+            self.chunks.popleft()
+            self.sealed_items -= head
+            self.head = 0
+
+    def view(self) -> QueueView:
+        """Return the items as they are now; later appends and pops do not change the view."""
+        return QueueView(list(self.chunks), self.head, self.tail.copy())
+
+
+class QueueView:
+    """The items of a ``ChunkedQueue`` at one moment, read in slices."""
+
+    def __init__(self, chunks: list[list], head: int, tail: list) -> None:
+        self.chunks = chunks
+        self.head = head
+        self.tail = tail
+        self._length = sum(map(len, chunks)) - head + len(tail)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator[Any]:
+        return _iterate(self.chunks, self.head, self.tail)
+
+    def slices(self, size: int) -> Iterator[list]:
+        """Yield the items in lists of `size`, the last one shorter."""
+        iterator = iter(self)
+        while piece := list(islice(iterator, size)):
+            yield piece
+
+    def release(self) -> Iterator[None]:
+        """Drop the chunk references one at a time, so no single step frees more than a chunk."""
+        self.tail = []
+        while self.chunks:
+            self.chunks.pop()
+            yield None
+
+
+def _iterate(chunks: Iterable[list], head: int, tail: list) -> Iterator[Any]:
+    chunk_iterator = iter(chunks)
+    first = next(chunk_iterator, None)
+    if first is None:
+        return iter(tail)
+    return chain(islice(first, head, None), chain.from_iterable(chunk_iterator), tail)
