@@ -89,6 +89,17 @@ class Record(msgspec.Struct, kw_only=True, gc=False):
     seq: int = 0
 
 
+class TouchEntry(msgspec.Struct, gc=False):
+    """A touch as the embedded store queues it for eviction, with its app's code.
+
+    A tuple of the two would be tracked by the collector until its first young collection, and
+    such tuples made up most of what each young collection traversed; this struct never is.
+    """
+
+    code: int
+    touch: Touch
+
+
 class InstallEntry(msgspec.Struct, gc=False):
     """An install as the embedded store queues it for expiry and eviction.
 

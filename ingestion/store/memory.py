@@ -41,7 +41,7 @@ import msgspec
 from exporters.tracing import child_span
 from ingestion.engine import Outcome, attribute_batch
 from ingestion.events import Event
-from ingestion.model import AppSettings, InstallEntry, Record, StoredApp, Touch
+from ingestion.model import AppSettings, InstallEntry, Record, StoredApp, Touch, TouchEntry
 from ingestion.store.chunked import ChunkedQueue
 from ingestion.store.base import RecordQuery, RevenueLine, Store, StoreUnavailable
 from ingestion.store.forking import ForkedCall, fork_call, fork_supported, memory_headroom_bytes, resident_bytes
@@ -199,7 +199,7 @@ class AppState:
             heapq.heappush(self.touch_bucket_heap, bucket)
         members.append(touch)
         store = self.store
-        store.touch_order.tail.append((self.code, touch))
+        store.touch_order.tail.append(TouchEntry(self.code, touch))
         store.live_touches += 1
 
     def clicks_by_click_id(self, click_id: str) -> Iterable[Touch]:
@@ -812,17 +812,17 @@ class MemoryStore(Store):
         self.install_order.seal()
         order = self.touch_order
         order.seal()
-        while order and not order.first()[1].alive:
+        while order and not order.first().touch.alive:
             order.popleft()
         if len(order) > 2 * max(self.live_touches, 1024):
             # Expired touches behind a long-lived one stay queued; drop them so the queue stays bounded.
-            self.touch_order = order = ChunkedQueue(pair for pair in order if pair[1].alive)
+            self.touch_order = order = ChunkedQueue(entry for entry in order if entry.touch.alive)
         # Each round takes no more entries than there are touches to evict; entries of touches
         # that had expired already evict nothing, so a round may leave some for the next.
         while self.live_touches > self.limits.max_touches:
-            for code, touch in order.take(self.live_touches - self.limits.max_touches):
-                if touch.alive:
-                    self.states_by_code[code].remove_touch(touch)
+            for entry in order.take(self.live_touches - self.limits.max_touches):
+                if entry.touch.alive:
+                    self.states_by_code[entry.code].remove_touch(entry.touch)
                     self.evicted["touch"] += 1
 
         install_order = self.install_order

@@ -154,7 +154,7 @@ class Capture:
     # The duplicate filter's ids oldest first, and the receipt time of each.
     seen_ids: QueueView
     seen_times: QueueView
-    # (app code, Touch) pairs and InstallEntry items, in arrival order.
+    # TouchEntry and InstallEntry items, in arrival order.
     touches: QueueView
     installs: QueueView
     # None once the touch frames are written, when the store may stop listing removed touches.
@@ -207,13 +207,14 @@ class Capture:
             _keep_from_collector()
             positions = []
             touches = []
-            for code, touch in frame_touches:
+            for entry in frame_touches:
+                touch = entry.touch
                 if not touch.alive:
                     if touch.seq not in killed_seqs:
                         continue
                     # Expired or evicted after the capture: it was alive when captured.
                     touch = msgspec.structs.replace(touch, alive=True)
-                positions.append(app_index[code])
+                positions.append(app_index[entry.code])
                 touches.append(touch)
             if touches:
                 yield framed(TouchFrame(positions, touches))

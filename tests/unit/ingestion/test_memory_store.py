@@ -86,6 +86,16 @@ async def test_install_entries_untracked_by_collector(make_harness):
     assert not any(gc.is_tracked(entry) for entry in queued + bucketed)
 
 
+async def test_touch_entries_untracked_by_collector(make_harness):
+    """The touch queue holds up to max_touches entries and more; the collector must track none of them."""
+    harness = await make_harness()
+    await harness.send(*(event("click", f"click-{index}", T + index, gaid=f"g-{index}") for index in range(3)))
+
+    queued = list(harness.store.touch_order)
+    assert [entry.touch.event_id for entry in queued] == ["click-0", "click-1", "click-2"]
+    assert not any(gc.is_tracked(entry) for entry in queued)
+
+
 async def test_max_installs_evicts_oldest(make_harness):
     harness = await make_harness(limits=MemoryLimits(max_installs=2))
 

@@ -61,7 +61,7 @@ async def test_capture_keeps_state_that_later_batches_evict(make_harness):
     await harness.send(*funnel(2))
     await harness.send(*funnel(3))
     store.open_capture = None
-    assert not any(touch.alive for _code, touch in capture.touches)
+    assert not any(entry.touch.alive for entry in capture.touches)
 
     path = store.data_dir / "captured.msgpack"
     write_atomically(path, capture.frames())
@@ -121,7 +121,7 @@ async def test_expired_before_capture_left_out(make_harness):
     # for eviction, the install's device keys are dropped, and its record stays.
     await harness.send(*funnel(7200))
     capture = harness.store._capture(generation=1)
-    assert [touch.event_id for _code, touch in capture.touches] == ["impression", "click-0", "click-7200"]
+    assert [entry.touch.event_id for entry in capture.touches] == ["impression", "click-0", "click-7200"]
 
     path = harness.store.data_dir / "captured.msgpack"
     write_atomically(path, capture.frames())
