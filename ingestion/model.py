@@ -92,8 +92,8 @@ class Record(msgspec.Struct, kw_only=True, gc=False):
 class TouchEntry(msgspec.Struct, gc=False):
     """A touch as the embedded store queues it for eviction, with its app's code.
 
-    A tuple of the two would be tracked by the collector until its first young collection, and
-    such tuples made up most of what each young collection traversed; this struct never is.
+    A tuple of the two stays tracked by the collector until its first young collection. Such
+    tuples made up most of what each young collection traversed. This struct is never tracked.
     """
 
     code: int

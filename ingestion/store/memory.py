@@ -817,8 +817,8 @@ class MemoryStore(Store):
         if len(order) > 2 * max(self.live_touches, 1024):
             # Expired touches behind a long-lived one stay queued; drop them so the queue stays bounded.
             self.touch_order = order = ChunkedQueue(entry for entry in order if entry.touch.alive)
-        # Each round takes no more entries than there are touches to evict; entries of touches
-        # that had expired already evict nothing, so a round may leave some for the next.
+        # Each round takes no more entries than there are touches to evict. An entry whose touch
+        # had already expired evicts nothing, so a round may leave work for the next one.
         while self.live_touches > self.limits.max_touches:
             for entry in order.take(self.live_touches - self.limits.max_touches):
                 if entry.touch.alive:
