@@ -92,8 +92,9 @@ class Record(msgspec.Struct, kw_only=True, gc=False):
 class TouchEntry(msgspec.Struct, gc=False):
     """A touch as the embedded store queues it for eviction, with its app's code.
 
-    A tuple of the two stays tracked by the collector until its first young collection. Such
-    tuples made up most of what each young collection traversed. This struct is never tracked.
+    A tuple of the two stays tracked by the collector until its first young collection. At a
+    full store such tuples were the largest share of what each young collection traversed
+    (about a third). This struct is never tracked.
     """
 
     code: int

@@ -3,7 +3,7 @@
 The embedded store keeps its arrival-order queues (duplicate-filter ids and their receipt
 times, touches, installs) in this form. A compaction must copy them while event requests
 wait; copying a deque of 5,000,000 ids took 0.09 s, while a ``QueueView`` of the same queue
-copies about 1,200 chunk references and one short list.
+copies about 1,000 to 1,200 chunk references and one short list.
 
 New items go to ``tail``, a plain list that the hot path appends to directly. ``seal`` (called
 once per batch) closes the tail once it holds ``CHUNK_ITEMS`` or more; a sealed chunk is never
@@ -44,9 +44,6 @@ class ChunkedQueue:
 
     def __iter__(self) -> Iterator[Any]:
         return _iterate(self.chunks, self.head, self.tail)
-
-    def append(self, item: Any) -> None:
-        self.tail.append(item)
 
     def seal(self) -> None:
         """Close the tail once it holds CHUNK_ITEMS or more, and open a new one.

@@ -388,9 +388,8 @@ class MemoryStore(Store):
         # queues are chunked so that a compaction's capture copies chunk references, not items.
         self.seen_times = ChunkedQueue()
         self.seq = 0
-        # Touches in arrival order, for evicting the oldest; expired ones are skipped when popped.
-        # Entries name their app by its code, not its AppState: a tuple of an int and a gc=False
-        # struct leaves the collector's lists after its first collection, and there are millions.
+        # Touches in arrival order (TouchEntry), for evicting the oldest; expired ones are
+        # skipped when taken. Entries name their app by its code, not by its AppState.
         self.touch_order = ChunkedQueue()
         self.live_touches = 0
         self.install_order = ChunkedQueue()
