@@ -1,9 +1,9 @@
 """A first-in, first-out queue kept in chunks, so that a consistent copy costs one step per chunk.
 
 The embedded store keeps its arrival-order queues (duplicate-filter ids and their receipt
-times, touches, installs) in this form. A compaction must copy them while event requests
-wait; copying a deque of 5,000,000 ids took 0.09 s, while a ``QueueView`` of the same queue
-copies about 1,000 to 1,200 chunk references and one short list.
+times, touches, installs) in this form. A compaction copies them while event requests wait.
+Copying a deque of 5,000,000 ids took 0.09 s. A ``QueueView`` of the same queue copies only
+about 1,000 to 1,200 chunk references and one short list.
 
 New items go to ``tail``, a plain list that the hot path appends to directly. ``seal`` (called
 once per batch) closes the tail once it holds ``CHUNK_ITEMS`` or more; a sealed chunk is never
@@ -46,7 +46,7 @@ class ChunkedQueue:
         return _iterate(self.chunks, self.head, self.tail)
 
     def seal(self) -> None:
-        """Close the tail once it holds CHUNK_ITEMS or more, and open a new one.
+        """Close the tail once it has CHUNK_ITEMS items or more, and open a new one.
 
         A tail past twice that size (a restore or a replay appends without sealing) is cut
         into chunks of CHUNK_ITEMS, since a chunk keeps its taken items alive until the last
@@ -96,7 +96,7 @@ class ChunkedQueue:
             self._advance(end)
 
     def _open_first(self) -> bool:
-        """Make sure chunks[0] holds the oldest item; return False when the queue is empty."""
+        """Make sure chunks[0] starts with the oldest item; return False when the queue is empty."""
         if self.chunks:
             return True
         if not self.tail:
