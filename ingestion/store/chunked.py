@@ -6,7 +6,7 @@ Copying a deque of 5,000,000 ids took 0.09 s. A ``QueueView`` of the same queue 
 about 1,000 to 1,200 chunk references and one short list.
 
 New items go to ``tail``, a plain list that the hot path appends to directly. ``seal`` (called
-once per batch) closes the tail once it holds ``CHUNK_ITEMS`` or more; a sealed chunk is never
+once per batch) closes the tail once it has ``CHUNK_ITEMS`` items or more; a sealed chunk is never
 changed again. ``popleft`` advances an offset into the oldest chunk and drops the chunk once it
 is used up, so a view taken earlier still reads every item it had.
 """
@@ -78,14 +78,14 @@ class ChunkedQueue:
 
     def take(self, count: int) -> list:
         """Take the `count` oldest items, or all of them when there are fewer, oldest first."""
-        taken: list = []
+        oldest: list = []
         while count > 0 and self._open_first():
             first = self.chunks[0]
             end = min(len(first), self.head + count)
-            taken.extend(first[self.head : end])
+            oldest.extend(first[self.head : end])
             count -= end - self.head
             self._advance(end)
-        return taken
+        return oldest
 
     def drop(self, count: int) -> None:
         """Discard the `count` oldest items, or all of them when there are fewer."""
