@@ -105,9 +105,9 @@ class InstallEntry(msgspec.Struct, gc=False):
     """An install as the embedded store queues it for expiry and eviction.
 
     The app's code and the device keys come with the record. As a struct created with gc=False,
-    the collector never tracks it; a tuple of the same three holding an inner tuple of keys
-    could survive a young collection still tracked, and about 100,000 of them made each
-    middle-generation collection take 0.1 s at a full store.
+    the collector never tracks it. A tuple of the same three, with an inner tuple of keys, could
+    survive a young collection still tracked: at a full store about 100,000 of them made each
+    middle-generation collection take 0.1 s.
     """
 
     code: int

@@ -26,7 +26,7 @@ class ChunkedQueue:
 
     def __init__(self, items: Iterable[Any] = ()) -> None:
         self.chunks: deque[list] = deque()
-        # Items already taken from chunks[0].
+        # Count of the items already taken from chunks[0].
         self.head = 0
         # Items in the sealed chunks, the taken ones included.
         self.sealed_items = 0
@@ -52,15 +52,8 @@ class ChunkedQueue:
         into chunks of CHUNK_ITEMS, since a chunk keeps its taken items alive until the last
         one is taken.
         """
-        tail = self.tail
-        if len(tail) < CHUNK_ITEMS:
-            return
-        if len(tail) <= 2 * CHUNK_ITEMS:
-            self.chunks.append(tail)
-        else:
-            self.chunks.extend(tail[start : start + CHUNK_ITEMS] for start in range(0, len(tail), CHUNK_ITEMS))
-        self.sealed_items += len(tail)
-        self.tail = []
+        if len(self.tail) >= CHUNK_ITEMS:
+            self._close_tail()
 
     def first(self) -> Any:
         """Return the oldest item without taking it; raise IndexError when the queue is empty."""
@@ -96,16 +89,27 @@ class ChunkedQueue:
             self._advance(end)
 
     def _open_first(self) -> bool:
-        """Make sure chunks[0] starts with the oldest item; return False when the queue is empty."""
+        """Seal the tail when no chunk is left, so chunks[0][head] is the oldest item.
+
+        Return False when the queue is empty.
+        """
         if self.chunks:
             return True
         if not self.tail:
             return False
         # Seal the tail whatever its size, so taking from it costs no list shift.
-        self.chunks.append(self.tail)
-        self.sealed_items += len(self.tail)
-        self.tail = []
+        self._close_tail()
         return True
+
+    def _close_tail(self) -> None:
+        """Move the tail into the sealed chunks, in CHUNK_ITEMS pieces when it is long."""
+        tail = self.tail
+        if len(tail) <= 2 * CHUNK_ITEMS:
+            self.chunks.append(tail)
+        else:
+            self.chunks.extend(tail[start : start + CHUNK_ITEMS] for start in range(0, len(tail), CHUNK_ITEMS))
+        self.sealed_items += len(tail)
+        self.tail = []
 
     def _advance(self, head: int) -> None:
         self.head = head

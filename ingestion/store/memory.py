@@ -388,7 +388,7 @@ class MemoryStore(Store):
         # queues are chunked so that a compaction's capture copies chunk references, not items.
         self.seen_times = ChunkedQueue()
         self.seq = 0
-        # Touches in arrival order (TouchEntry), for evicting the oldest; expired ones are
+        # Touches in arrival order (TouchEntry), for evicting the oldest. Expired ones are
         # skipped when taken. Entries name their app by its code, not by its AppState.
         self.touch_order = ChunkedQueue()
         self.live_touches = 0
@@ -513,9 +513,10 @@ class MemoryStore(Store):
     def _capture(self, generation: int) -> Capture:
         """Take references to the state as it is now, for a snapshot that includes segments up to `generation`.
 
-        Only C-level copies run here, because event requests wait while it runs: 0.09 s for
-        1,500,000 ids, 480,000 touches and 430,000 installs, measured in process on the machine
-        of docs/benchmarks.md. ``Capture.frames`` does the encoding later.
+        Event requests wait while it runs, so it only takes views of the chunked queues and
+        makes C-level copies of each app's install index and records. That took 0.044 s at the
+        store's default bounds, in process on the AMD EPYC VM of docs/benchmarks.md.
+        ``Capture.frames`` does the encoding later.
         """
         states = list(self.states.values())
         return Capture(
@@ -683,9 +684,9 @@ class MemoryStore(Store):
                 self._compaction = asyncio.create_task(self._finish_compaction(child, previous, included, started))
                 return
             capture = self.open_capture = self._capture(included)
-            # The capture's lists hold millions of references. While they are young, every
-            # collection of the young generations would traverse them all: 0.38 s for one such
-            # collection in a running service. gc.freeze() moves every tracked object out of the
+            # The capture's copies of each app's install index and records contain up to millions
+            # of references. While they are young, every collection of the young generations would
+            # traverse them all (0.38 s for one such collection when the queues were copied too). gc.freeze() moves every tracked object out of the
             # generations in constant time, and _write_captured_snapshot moves them back.
             gc.freeze()
             self._compaction = asyncio.create_task(self._write_captured_snapshot(capture, previous, included, started))

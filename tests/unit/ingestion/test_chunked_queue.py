@@ -79,7 +79,7 @@ def test_queue_built_from_items_keeps_order():
     assert queue.take(2 * CHUNK_ITEMS + 3) == list(range(2 * CHUNK_ITEMS + 3))
 
 
-def test_released_view_holds_no_chunks():
+def test_released_view_keeps_no_chunks():
     queue = filled(3 * CHUNK_ITEMS)
     view = queue.view()
     chunk_count = len(view.chunks)

@@ -75,7 +75,7 @@ async def test_max_records_evicts_oldest(make_harness):
 
 
 async def test_install_entries_untracked_by_collector(make_harness):
-    """Each install queue holds up to max_installs entries; the collector must track none of them."""
+    """Each install queue contains up to max_installs entries; the collector must track none of them."""
     harness = await make_harness()
     await harness.send(*(event("install", f"install-{index}", T + index, gaid=f"g-{index}") for index in range(3)))
 
@@ -87,7 +87,7 @@ async def test_install_entries_untracked_by_collector(make_harness):
 
 
 async def test_touch_entries_untracked_by_collector(make_harness):
-    """The touch queue holds up to max_touches entries and more; the collector must track none of them."""
+    """The touch queue contains max_touches entries and more; the collector must track none of them."""
     harness = await make_harness()
     await harness.send(*(event("click", f"click-{index}", T + index, gaid=f"g-{index}") for index in range(3)))
 
