@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from operator import attrgetter
 from typing import Protocol
 
 from ingestion.events import Event, device_keys
@@ -22,12 +23,14 @@ from ingestion.model import AppSettings, Record, RejectedTouch, Touch
 REASON_CTIT = "ctit_below_minimum"
 REASON_AFTER_BEGIN = "click_after_install_begin"
 
+_event_id = attrgetter("event_id")
+
 
 class AppView(Protocol):
     """The engine's access to one app's state; each store backend implements it."""
 
-    def check_seen(self, event_id: str, now: float) -> bool:
-        """Return True when the id was seen before; otherwise remember it."""
+    def mark_seen(self, event_ids: list[str], now: float) -> list[bool]:
+        """Return, for each id, whether it was seen before (earlier in the list too), and remember the new ones."""
         ...
 
     def next_seq(self) -> int: ...
@@ -63,100 +66,116 @@ def fingerprint_of(event: Event) -> str | None:
     return event.ip + "\x1f" + event.user_agent
 
 
-def _latest_first(candidates: Iterable[Touch]) -> list[Touch]:
-    return sorted(candidates, key=lambda touch: (touch.time, touch.seq), reverse=True)
+_time_then_seq = attrgetter("time", "seq")
 
 
-def _in_window(touches: Iterable[Touch], install_time: float, window: float) -> list[Touch]:
+def _latest_first(touches: Iterable[Touch], install_time: float, window: float) -> list[Touch]:
+    """Return the live touches inside the window that ends at the install, latest first."""
     earliest = install_time - window
-    return [touch for touch in touches if touch.alive and earliest <= touch.time <= install_time]
+    found = [touch for touch in touches if touch.alive and earliest <= touch.time <= install_time]
+    if len(found) > 1:
+        # Seqs are unique, so (time, seq) orders every pair: ties in time go to the later arrival.
+        found.sort(key=_time_then_seq, reverse=True)
+    return found
 
 
-def _candidate_tiers(app: AppSettings, view: AppView, event: Event, keys: tuple[str, ...]):
-    """Yield (match_type, candidates latest first) for each tier, in order."""
+def _reinstall(app: AppSettings, view: AppView, event: Event, first: Record) -> Record:
+    return Record(
+        install_event_id=event.event_id,
+        app_id=app.app_id,
+        status="reinstall",
+        network=first.network,
+        campaign=first.campaign,
+        adgroup=first.adgroup,
+        creative=first.creative,
+        touch_event_id=first.touch_event_id,
+        touch_type=first.touch_type,
+        match_type=first.match_type,
+        install_time=event.event_time,
+        touch_time=first.touch_time,
+        ctit_seconds=first.ctit_seconds,
+        seq=view.next_seq(),
+    )
+
+
+def _first_eligible(app: AppSettings, event: Event, candidates: list[Touch], rejected: list[RejectedTouch]) -> Touch | None:
+    """Return the first candidate that passes the click-injection checks, adding each click that fails to `rejected`."""
+    install_time = event.event_time
+    begin = event.install_begin_time
+    for touch in candidates:
+        if not touch.is_click:
+            return touch
+        if install_time - touch.time < app.ctit_min_s:
+            reason = REASON_CTIT
+        elif begin is not None and touch.time > begin:
+            reason = REASON_AFTER_BEGIN
+        else:
+            return touch
+        # A click found again in a later tier keeps the reason it was first rejected for.
+        if all(earlier.touch_event_id != touch.event_id for earlier in rejected):
+            rejected.append(RejectedTouch(touch.event_id, reason))
+    return None
+
+
+def _winning_touch(app: AppSettings, view: AppView, event: Event, keys: tuple[str, ...],
+                   rejected: list[RejectedTouch]) -> tuple[Touch | None, str]:
+    """Judge the tiers in order and return the winning touch and its match type."""
     install_time = event.event_time
     if event.referrer_click_id:
-        found = _in_window(view.clicks_by_click_id(event.referrer_click_id), install_time, app.click_window_s)
-        yield "referrer", _latest_first(found)
+        candidates = _latest_first(view.clicks_by_click_id(event.referrer_click_id), install_time, app.click_window_s)
+        if candidates and (touch := _first_eligible(app, event, candidates, rejected)) is not None:
+            return touch, "referrer"
     if keys:
-        found = _in_window(view.clicks_by_device(keys), install_time, app.click_window_s)
-        yield "device_id", _latest_first(found)
+        candidates = _latest_first(view.clicks_by_device(keys), install_time, app.click_window_s)
+        if candidates and (touch := _first_eligible(app, event, candidates, rejected)) is not None:
+            return touch, "device_id"
     fingerprint = fingerprint_of(event)
-    consent_allows = event.platform != "ios" or event.att_status == "authorized"
-    if fingerprint is not None and consent_allows:
-        found = _in_window(view.clicks_by_fingerprint(fingerprint), install_time, app.fingerprint_window_s)
-        yield "fingerprint", _latest_first(found)
+    if fingerprint is not None and (event.platform != "ios" or event.att_status == "authorized"):
+        candidates = _latest_first(view.clicks_by_fingerprint(fingerprint), install_time, app.fingerprint_window_s)
+        if candidates and (touch := _first_eligible(app, event, candidates, rejected)) is not None:
+            return touch, "fingerprint"
     if keys:
-        found = _in_window(view.impressions_by_device(keys), install_time, app.impression_window_s)
-        yield "device_id", _latest_first(found)
+        candidates = _latest_first(view.impressions_by_device(keys), install_time, app.impression_window_s)
+        if candidates and (touch := _first_eligible(app, event, candidates, rejected)) is not None:
+            return touch, "device_id"
+    return None, "organic"
 
 
 def _attribute_install(app: AppSettings, view: AppView, event: Event, keys: tuple[str, ...]) -> Record:
     install_time = event.event_time
     first = view.first_install(keys) if keys else None
     if first is not None and 0 <= install_time - first.install_time <= app.reinstall_window_s:
-        return Record(
-            install_event_id=event.event_id,
-            app_id=app.app_id,
-            status="reinstall",
-            network=first.network,
-            campaign=first.campaign,
-            adgroup=first.adgroup,
-            creative=first.creative,
-            touch_event_id=first.touch_event_id,
-            touch_type=first.touch_type,
-            match_type=first.match_type,
-            install_time=install_time,
-            touch_time=first.touch_time,
-            ctit_seconds=first.ctit_seconds,
-            seq=view.next_seq(),
-        )
+        return _reinstall(app, view, event, first)
 
     rejected: list[RejectedTouch] = []
-    rejected_ids: set[str] = set()
-    begin = event.install_begin_time
-    for match_type, candidates in _candidate_tiers(app, view, event, keys):
-        for touch in candidates:
-            if touch.is_click:
-                reason = None
-                if install_time - touch.time < app.ctit_min_s:
-                    reason = REASON_CTIT
-                elif begin is not None and touch.time > begin:
-                    reason = REASON_AFTER_BEGIN
-                if reason is not None:
-                    if touch.event_id not in rejected_ids:
-                        rejected_ids.add(touch.event_id)
-                        rejected.append(RejectedTouch(touch.event_id, reason))
-                    continue
-            record = Record(
-                install_event_id=event.event_id,
-                app_id=app.app_id,
-                status="attributed",
-                network=touch.network,
-                campaign=touch.campaign,
-                adgroup=touch.adgroup,
-                creative=touch.creative,
-                touch_event_id=touch.event_id,
-                touch_type="click" if touch.is_click else "impression",
-                match_type=match_type,
-                install_time=install_time,
-                touch_time=touch.time,
-                ctit_seconds=round(install_time - touch.time, 3),
-                rejected_touches=tuple(rejected),
-                seq=view.next_seq(),
-            )
-            if keys:
-                view.add_install(keys, record)
-            return record
-
-    record = Record(
-        install_event_id=event.event_id,
-        app_id=app.app_id,
-        status="organic",
-        install_time=install_time,
-        rejected_touches=tuple(rejected),
-        seq=view.next_seq(),
-    )
+    touch, match_type = _winning_touch(app, view, event, keys, rejected)
+    if touch is None:
+        record = Record(
+            install_event_id=event.event_id,
+            app_id=app.app_id,
+            status="organic",
+            install_time=install_time,
+            rejected_touches=tuple(rejected),
+            seq=view.next_seq(),
+        )
+    else:
+        record = Record(
+            install_event_id=event.event_id,
+            app_id=app.app_id,
+            status="attributed",
+            network=touch.network,
+            campaign=touch.campaign,
+            adgroup=touch.adgroup,
+            creative=touch.creative,
+            touch_event_id=touch.event_id,
+            touch_type="click" if touch.is_click else "impression",
+            match_type=match_type,
+            install_time=install_time,
+            touch_time=touch.time,
+            ctit_seconds=round(install_time - touch.time, 3),
+            rejected_touches=tuple(rejected),
+            seq=view.next_seq(),
+        )
     if keys:
         view.add_install(keys, record)
     return record
@@ -168,18 +187,16 @@ def attribute_batch(app: AppSettings, view: AppView, events: list[Event], now: f
     Every event must have passed ``validate_event``; the caller has checked
     that each belongs to ``app``.
     """
-    outcome = Outcome(duplicate_flags=[False] * len(events))
-    flags = outcome.duplicate_flags
     if not events:
-        return outcome
+        return Outcome(duplicate_flags=[])
+    flags = view.mark_seen(list(map(_event_id, events)), now)
+    outcome = Outcome(duplicate_flags=flags)
     # Bound once per batch: the loop below runs once per event.
-    check_seen = view.check_seen
     add_touch = view.add_touch
     next_seq = view.next_seq
     latest_time = 0.0
-    for index, event in enumerate(events):
-        if check_seen(event.event_id, now):
-            flags[index] = True
+    for event, duplicate in zip(events, flags):
+        if duplicate:
             continue
         event_time = event.event_time
         if event_time > latest_time:

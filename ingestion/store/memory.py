@@ -34,6 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
+from itertools import repeat
 from pathlib import Path
 
 import msgspec
@@ -159,16 +160,24 @@ class AppState:
 
     # AppView ------------------------------------------------------------
 
-    def check_seen(self, event_id: str, now: float) -> bool:
-        key = self.prefix + event_id
+    def mark_seen(self, event_ids: list[str], now: float) -> list[bool]:
+        prefix = self.prefix
+        shards = self.store.seen_shards
+        flags = []
+        added = []
+        for event_id in event_ids:
+            key = prefix + event_id
+            shard = shards[hash(key) & SEEN_SHARD_MASK]
+            if key in shard:
+                flags.append(True)
+            else:
+                shard.add(key)
+                added.append(key)
+                flags.append(False)
         store = self.store
-        shard = store.seen_shards[hash(key) & SEEN_SHARD_MASK]
-        if key in shard:
-            return True
-        shard.add(key)
-        store.seen_order.tail.append(key)
-        store.seen_times.tail.append(now)
-        return False
+        store.seen_order.tail.extend(added)
+        store.seen_times.tail.extend(repeat(now, len(added)))
+        return flags
 
     def next_seq(self) -> int:
         self.store.seq += 1

@@ -171,12 +171,16 @@ class BatchView:
 
     # AppView ------------------------------------------------------------
 
-    def check_seen(self, event_id: str, now: float) -> bool:
-        if event_id in self.stored_seen or event_id in self.batch_seen:
-            return True
-        self.batch_seen.add(event_id)
-        self.claims.append(event_id)
-        return False
+    def mark_seen(self, event_ids: list[str], now: float) -> list[bool]:
+        flags = []
+        for event_id in event_ids:
+            if event_id in self.stored_seen or event_id in self.batch_seen:
+                flags.append(True)
+            else:
+                self.batch_seen.add(event_id)
+                self.claims.append(event_id)
+                flags.append(False)
+        return flags
 
     def next_seq(self) -> int:
         self.sequence += 1
