@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter as Tally
+from operator import attrgetter
 
 import psutil
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -22,6 +23,10 @@ OTHER_NETWORK = "_other"
 ORGANIC_NETWORK = "organic"
 UNKNOWN = "unknown"
 NONE_LABEL = "none"
+
+_install_key = attrgetter("network", "match_type", "status")
+_reason = attrgetter("reason")
+
 PROCESSING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -142,21 +147,20 @@ class IngestionMetrics:
             labels(*key).inc(count)
 
     def record_installs(self, app_id: str, records) -> None:
-        tally: Tally = Tally()
+        # Counted by C-level iteration first, so the network label is looked up once per distinct
+        # (network, match type, status), not once per install.
+        label = self.networks.label
+        for (network, match_type, status), count in Tally(map(_install_key, records)).items():
+            self.installs.labels(app_id, label(app_id, network), match_type or NONE_LABEL, status).inc(count)
         rejected: Tally = Tally()
         for record in records:
-            network = self.networks.label(app_id, record.network)
-            tally[(app_id, network, record.match_type or NONE_LABEL, record.status)] += 1
-            for touch in record.rejected_touches:
-                rejected[(app_id, touch.reason)] += 1
-        for key, count in tally.items():
-            self.installs.labels(*key).inc(count)
-        for key, count in rejected.items():
-            self.rejected_touches.labels(*key).inc(count)
+            if record.rejected_touches:
+                rejected.update(map(_reason, record.rejected_touches))
+        for reason, count in rejected.items():
+            self.rejected_touches.labels(app_id, reason).inc(count)
 
     def record_carried(self, app_id: str, carried) -> None:
-        tally: Tally = Tally()
-        for network, event_type in carried:
-            tally[(app_id, event_type, self.networks.label(app_id, network))] += 1
-        for key, count in tally.items():
-            self.carried.labels(*key).inc(count)
+        """Add a batch's (network, event_type) pairs of session and in-app events."""
+        label = self.networks.label
+        for (network, event_type), count in Tally(carried).items():
+            self.carried.labels(app_id, event_type, label(app_id, network)).inc(count)
