@@ -222,22 +222,7 @@ async def post_events(request: Request) -> Response:
             await _lookup_app(store, app_id)
         verdicts[app_id] = _judge_app(store, principal, app_id)
 
-    groups: dict[str, tuple[AppSettings, list[Event]]] = {}
-    for index, event in enumerate(events):
-        if event is None:
-            continue
-        settings, message, label = verdicts[event.app_id]
-        if message is None:
-            message = validate_event(event, now, settings.platform)
-            if message is None:
-                group = groups.get(label)
-                if group is None:
-                    group = groups[label] = (settings, [])
-                group[1].append(event)
-                continue
-        errors.append(EventError(index, event.event_id, message))
-        tally[(label, event.event_type, event.platform or UNKNOWN, "rejected")] += 1
-        rejected_by_app[label] += 1
+    groups = _group_valid_events(events, verdicts, now, Rejections(errors, tally, rejected_by_app))
 
     for app_id, (settings, accepted_events) in groups.items():
         wait = service.rate_limits.wait_seconds(app_id, settings.max_events_per_second, len(accepted_events))
@@ -307,6 +292,55 @@ async def post_events(request: Request) -> Response:
 
 _event_type = attrgetter("event_type")
 _platform = attrgetter("platform")
+
+
+@dataclass
+class Rejections:
+    """The rejected events of one batch: response errors, event counts and per-app rejection counts."""
+
+    errors: list[EventError]
+    tally: Tally
+    by_app: Tally
+
+    def add(self, index: int, event: Event, label: str, message: str) -> None:
+        self.errors.append(EventError(index, event.event_id, message))
+        self.tally[(label, event.event_type, event.platform or UNKNOWN, "rejected")] += 1
+        self.by_app[label] += 1
+
+
+def _group_valid_events(
+    events: list[Event | None],
+    verdicts: dict[str, tuple[AppSettings | None, str | None, str]],
+    now: float,
+    rejections: Rejections,
+) -> dict[str, tuple[AppSettings, list[Event]]]:
+    """Validate the decoded events and group the valid ones by app label, in batch order."""
+    if len(verdicts) == 1 and not rejections.errors:
+        # The usual batch: one app, every event decoded. Validate in one pass and keep the list.
+        ((settings, message, label),) = verdicts.values()
+        if message is None:
+            platform = settings.platform
+            messages = [validate_event(event, now, platform) for event in events]
+            if not any(messages):
+                return {label: (settings, events)} if events else {}
+
+    groups: dict[str, tuple[AppSettings, list[Event]]] = {}
+    for index, event in enumerate(events):
+        if event is None:
+            continue
+        settings, message, label = verdicts[event.app_id]
+        if message is None:
+            # Validation normalizes in place and returns the same result when repeated, so an
+            # event that the one-pass branch above already validated may be validated again.
+            message = validate_event(event, now, settings.platform)
+            if message is None:
+                group = groups.get(label)
+                if group is None:
+                    group = groups[label] = (settings, [])
+                group[1].append(event)
+                continue
+        rejections.add(index, event, label, message)
+    return groups
 
 
 async def _lookup_app(store: Store, app_id: str) -> None:
