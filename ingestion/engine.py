@@ -204,14 +204,17 @@ def attribute_batch(app: AppSettings, view: AppView, events: list[Event], now: f
         event_type = event.event_type
 
         if event_type == "click" or event_type == "impression":
+            is_click = event_type == "click"
+            # Only clicks are matched by fingerprint, so impressions keep none: at about 200 bytes
+            # each, they would be the largest string of a stored impression.
             fingerprint = None
-            if event.ip is not None and event.user_agent is not None:
+            if is_click and event.ip is not None and event.user_agent is not None:
                 fingerprint = event.ip + "\x1f" + event.user_agent
             add_touch(
                 Touch(
                     next_seq(),
                     event.event_id,
-                    event_type == "click",
+                    is_click,
                     event_time,
                     event.network,
                     event.campaign,
