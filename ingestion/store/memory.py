@@ -74,6 +74,8 @@ class MemoryLimits:
     # A touch costs about 930 bytes, an install or record 910 and a
     # duplicate-filter entry 170 (measured in process; longer ids and user
     # agents cost more). So the defaults stay near 4.5 GB, under the 7 GB alert.
+    # NOTE: measured before touches shared their label strings (add_touch), so
+    # the touch figure is now an upper bound.
     max_touches: int = 2_000_000
     max_installs: int = 1_000_000
     max_records: int = 1_000_000
@@ -81,6 +83,10 @@ class MemoryLimits:
     dedup_horizon_s: float = 7 * 86400
     late_arrival_s: float = 86400
 
+
+# Distinct label strings each app shares between its touches. Past this many, new values are
+# stored as sent: a client that sends random campaign names costs memory, never growth of the pool.
+MAX_SHARED_LABELS = 10_000
 
 # An index entry keeps its touches in a tuple up to this many, and in a list beyond. The collector
 # stops tracking a tuple of gc=False touches at its first collection, so the millions of
@@ -129,6 +135,8 @@ class AppState:
         store.states_by_code[code] = self
         self.prefix = f"{code}\x1f"
         self.watermark = 0.0
+        # Shared label strings, see add_touch.
+        self.labels: dict[str, str] = {}
         self.by_click_id: TouchIndex = {}
         self.clicks_by_device_key: TouchIndex = {}
         self.clicks_by_fingerprint_key: TouchIndex = {}
@@ -188,6 +196,17 @@ class AppState:
             self.watermark = event_time
 
     def add_touch(self, touch: Touch) -> None:
+        # Share one string per distinct network, campaign, ad group and creative. Each decoded
+        # batch brings new copies of the same few values, which stored touches would keep.
+        labels = self.labels
+        if len(labels) < MAX_SHARED_LABELS:
+            touch.network = labels.setdefault(touch.network, touch.network)
+            if touch.campaign is not None:
+                touch.campaign = labels.setdefault(touch.campaign, touch.campaign)
+            if touch.adgroup is not None:
+                touch.adgroup = labels.setdefault(touch.adgroup, touch.adgroup)
+            if touch.creative is not None:
+                touch.creative = labels.setdefault(touch.creative, touch.creative)
         if touch.is_click:
             if touch.click_id is not None:
                 _index_add(self.by_click_id, touch.click_id, touch)

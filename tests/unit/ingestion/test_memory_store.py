@@ -11,6 +11,7 @@ import pytest
 from msgspec.structs import replace
 
 from ingestion.model import AppSettings
+from ingestion.store import memory
 from ingestion.store.memory import HOUR, MemoryLimits
 from tests.unit.ingestion.helpers import NOW, T, Harness, event, open_store, register
 
@@ -94,6 +95,39 @@ async def test_touch_entries_untracked_by_collector(make_harness):
     queued = list(harness.store.touch_order)
     assert [entry.touch.event_id for entry in queued] == ["click-0", "click-1", "click-2"]
     assert not any(gc.is_tracked(entry) for entry in queued)
+
+
+async def test_touch_labels_shared_between_batches(make_harness):
+    harness = await make_harness()
+    for index in range(2):
+        # Join at run time, so each batch brings its own string objects, as decoding does.
+        network, campaign = "".join(["ads", "-a"]), "".join(["spring", "-sale"])
+        await harness.send(event("click", f"click-{index}", T + index, gaid=f"g-{index}", network=network, campaign=campaign))
+
+    first, second = (entry.touch for entry in harness.store.touch_order)
+    assert first.network == second.network == "ads-a"
+    assert first.network is second.network
+    assert first.campaign is second.campaign
+
+
+async def test_touch_label_pool_stops_at_limit(make_harness, monkeypatch):
+    monkeypatch.setattr(memory, "MAX_SHARED_LABELS", 2)
+    harness = await make_harness()
+    await harness.send(*(event("click", f"click-{index}", T + index, network=f"net-{index}") for index in range(5)))
+
+    state = harness.store.states[harness.settings.app_id]
+    assert sorted(state.labels) == ["net-0", "net-1"]
+    assert [entry.touch.network for entry in harness.store.touch_order] == [f"net-{index}" for index in range(5)]
+
+
+async def test_impressions_keep_no_fingerprint(make_harness):
+    harness = await make_harness()
+    device = {"ip": "203.0.113.7", "user_agent": "Mozilla/5.0 (Linux; Android 14)"}
+    await harness.send(event("impression", "impression-1", T, **device), event("click", "click-1", T + 1, **device))
+
+    impression, click = (entry.touch for entry in harness.store.touch_order)
+    assert impression.fingerprint is None
+    assert click.fingerprint == "203.0.113.7\x1fMozilla/5.0 (Linux; Android 14)"
 
 
 async def test_max_installs_evicts_oldest(make_harness):
