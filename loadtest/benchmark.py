@@ -125,6 +125,28 @@ def running(command: list[str], port: int, env: dict | None = None, log_path: Pa
             log.close()
 
 
+def display_command(command: list[str]) -> str:
+    """Return a command as the report shows it, so that a reader can run it from the repository.
+
+    Paths inside the repository become relative, and the random port and temporary data folder
+    of the run become PORT and DATA_DIR.
+    """
+    displayed = []
+    previous = None
+    for argument in command:
+        if previous == "--port":
+            argument = "PORT"
+        elif previous == "--data-dir":
+            argument = "DATA_DIR"
+        elif previous == "--host" and argument.startswith("http://127.0.0.1:"):
+            argument = "http://127.0.0.1:PORT"
+        elif argument.startswith("/") and Path(argument).is_relative_to(REPOSITORY):
+            argument = str(Path(argument).relative_to(REPOSITORY))
+        displayed.append(argument)
+        previous = argument
+    return shlex.join(displayed)
+
+
 def _pinned(cpu: int | None, command: list[str]) -> list[str]:
     return command if cpu is None else ["taskset", "-c", str(cpu), *command]
 
@@ -165,7 +187,7 @@ def _measure_running(name: str, command: list[str], process: subprocess.Popen, p
     client_cpu = (time.process_time() - client_before) / wall * 100
     return ServerResult(
         name=name,
-        command=shlex.join(command),
+        command=display_command(command),
         events_per_second=result.events_per_second,
         p50_ms=result.percentile(0.50),
         p95_ms=result.percentile(0.95),
@@ -340,7 +362,7 @@ def measure_locust_generator(args, workdir: Path) -> LocustResult:
         document, cpu, code = _run_locust(arguments, env, args.client_cpu, verdict_path,
                                           workdir / "locust-generator.log", args.duration * 3 + 60)
     measurement = (document or {}).get("measurement") or {}
-    return LocustResult("Locust generator (1 process) against the bare app", "locust -f loadtest/ " + shlex.join(arguments),
+    return LocustResult("Locust generator (1 process) against the bare app", "locust -f loadtest/ " + display_command(arguments),
                         measurement.get("events_per_second"), measurement.get("p95_ms"),
                         (document or {}).get("passed"), code, cpu)
 
@@ -366,7 +388,7 @@ def measure_locust_campaign(args, workdir: Path, target: float) -> LocustResult:
     measurement = (document or {}).get("measurement") or {}
     against = f"the service after {args.fill_events:,}+ events" if args.fill_events else "a fresh service"
     return LocustResult(f"Locust steady campaign at {target:,.0f} events/s against {against}",
-                        "locust -f loadtest/ " + shlex.join(arguments),
+                        "locust -f loadtest/ " + display_command(arguments),
                         measurement.get("events_per_second"), measurement.get("p95_ms"),
                         (document or {}).get("passed"), code, cpu)
 
@@ -459,7 +481,7 @@ def write_report(path: Path, chart: Path, context: dict, servers: list[ServerRes
             f"{_ms(result.p99_ms)} | {ratio:.2f} | {result.server_cpu_percent:.0f} | {result.client_cpu_percent:.0f} | "
             f"{result.errors} |"
         )
-    lines += ["", "Server commands:", ""]
+    lines += ["", "Server commands (PORT is a free port chosen for the run, DATA_DIR a temporary folder):", ""]
     lines += [f"- {result.name}: `{result.command}`" for result in servers]
     errors = [result for result in servers if result.first_error]
     if errors:
@@ -484,7 +506,7 @@ def write_report(path: Path, chart: Path, context: dict, servers: list[ServerRes
             lines += ["", f"One Locust process sent {generator.events_per_second:,.0f} events/s while using "
                       f"{generator.cpu_percent:.0f} % of its core. At a full core that extrapolates to about "
                       f"{estimate:,.0f} events/s (an estimate, assuming the cost per request stays the same)."]
-        lines += ["", "Commands:", ""]
+        lines += ["", "Commands (PORT is the port of the server each run loaded):", ""]
         lines += [f"- `{result.command}`" for result in locust]
         lines.append("")
 
