@@ -16,7 +16,8 @@ In one run, on this machine:
    1,000-event batches with fresh ids to each. Reported: events per second, p50/p95/p99
    latency and the service's ratio to the ceiling.
 3. One Locust process (`locust -f loadtest/`, unpaced users) on the client core against the
-   bare app: how many events per second the load-test kit itself generates.
+   sink app (`loadtest.bare_app:sink`, which counts events without decoding them): how many
+   events per second the load-test kit itself generates.
 4. A Locust `steady` campaign at 80 % of the service's sustained maximum, against a new service
    that first takes at least as many events: its throughput and p95.
 5. The metrics core against prometheus_client (`loadtest.bench_metrics.run()`).
@@ -347,8 +348,9 @@ class LocustResult:
 
 def measure_locust_generator(args, workdir: Path) -> LocustResult:
     port = free_port()
+    # The sink, not the bare app: the bare app's decoding, not Locust, would set the rate.
     server = _pinned(args.server_cpu, [
-        sys.executable, "-m", "uvicorn", "loadtest.bare_app:app", "--loop", "uvloop", "--http", "httptools",
+        sys.executable, "-m", "uvicorn", "loadtest.bare_app:sink", "--loop", "uvloop", "--http", "httptools",
         "--no-access-log", "--log-level", "warning", "--host", "127.0.0.1", "--port", str(port),
     ])
     users = str(args.locust_users)
@@ -358,11 +360,11 @@ def measure_locust_generator(args, workdir: Path) -> LocustResult:
     env = {key: value for key, value in os.environ.items() if key != "UNMOGROWP_ADMIN_TOKEN"}
     env.update(UNMOGROWP_INGEST_KEY="unused", UNMOGROWP_LOADTEST_APP_ID="bench-locust")
     verdict_path = workdir / "locust-generator.json"
-    with running(server, port, log_path=workdir / "bare-locust.log"):
+    with running(server, port, log_path=workdir / "sink-locust.log"):
         document, cpu, code = _run_locust(arguments, env, args.client_cpu, verdict_path,
                                           workdir / "locust-generator.log", args.duration * 3 + 60)
     measurement = (document or {}).get("measurement") or {}
-    return LocustResult("Locust generator (1 process) against the bare app", "locust -f loadtest/ " + display_command(arguments),
+    return LocustResult("Locust generator (1 process) against the sink app", "locust -f loadtest/ " + display_command(arguments),
                         measurement.get("events_per_second"), measurement.get("p95_ms"),
                         (document or {}).get("passed"), code, cpu)
 
@@ -565,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="events each ingestion service takes at least before its second measurement and before the campaign, "
                              "so both meet a store at its bounds; 0 measures a fresh service only (default 8000000)")
     parser.add_argument("--service-args", default="", help="extra arguments for `unmogrowp ingestion`, quoted as one string")
-    parser.add_argument("--locust-users", type=int, default=16, help="unpaced Locust users against the bare app (default 16)")
+    parser.add_argument("--locust-users", type=int, default=16, help="unpaced Locust users against the sink app (default 16)")
     parser.add_argument("--locust-user-rate", type=float, default=10.0,
                         help="batches per second per Locust user in the 80 %% campaign (default 10)")
     parser.add_argument("--skip-locust", action="store_true", help="leave out both Locust runs")
@@ -631,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
 
         locust: list[LocustResult] = []
         if not args.skip_locust:
-            print("measuring one Locust process against the bare app ...", flush=True)
+            print("measuring one Locust process against the sink app ...", flush=True)
             locust.append(measure_locust_generator(args, workdir))
             print(f"  {_rate(locust[-1].events_per_second)} events/s at {locust[-1].cpu_percent:.0f} % CPU", flush=True)
             target = 0.8 * service.events_per_second
