@@ -31,6 +31,7 @@ import urllib.request
 from pathlib import Path
 
 from loadtest.benchmark import _feed, _pinned, _register_apps, _request_source, _unmogrowp, free_port, running
+from loadtest.options import add_batch_options, add_pinning_options, check_pinning
 
 PAUSE_METRIC = "attribution_store_compaction_pause_seconds_total"
 
@@ -131,17 +132,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="in-process,fork",
                         help="comma-separated --snapshot-mode values, run in this order (default in-process,fork)")
     parser.add_argument("--connections", type=int, default=8, help="keep-alive connections of the load generator (default 8)")
-    parser.add_argument("--batch-size", type=int, default=1000, help="events per request (default 1000)")
-    parser.add_argument("--templates", type=int, default=4, help="pre-built batches per app (default 4)")
-    parser.add_argument("--server-cpu", type=int, default=0, help="CPU the service is pinned to (default 0)")
-    parser.add_argument("--client-cpu", type=int, default=1, help="CPU the load generator is pinned to (default 1)")
-    parser.add_argument("--no-pinning", action="store_true", help="let the service and its snapshot process use every CPU")
+    add_batch_options(parser)
+    add_pinning_options(parser, pinned="the service", no_pinning_help="let the service and its snapshot process use every CPU")
     args = parser.parse_args(argv)
 
     modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
     unknown = [mode for mode in modes if mode not in ("fork", "in-process")]
     if unknown:
         parser.error(f"--modes: unknown snapshot mode {unknown[0]!r}; use fork or in-process")
+    check_pinning(parser, args)
+    # The load generator stays on its CPU even with --no-pinning, which frees only the service.
     os.sched_setaffinity(0, {args.client_cpu})
 
     results = []

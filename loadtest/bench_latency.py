@@ -34,6 +34,7 @@ from loadtest.benchmark import (
     free_port,
     running,
 )
+from loadtest.options import add_batch_options, add_pinning_options, check_pinning
 
 # Connections of the closed-loop generator that fills the store, as in loadtest.benchmark.
 FILL_CONNECTIONS = 8
@@ -137,17 +138,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="events the service takes from the closed-loop generator first (default 8000000)")
     parser.add_argument("--connections", type=int, default=64,
                         help="keep-alive connections the paced sends share (default 64)")
-    parser.add_argument("--batch-size", type=int, default=1000, help="events per request (default 1000)")
-    parser.add_argument("--templates", type=int, default=4, help="pre-built batches per app (default 4)")
-    parser.add_argument("--server-cpu", type=int, default=0, help="CPU the service is pinned to (default 0)")
-    parser.add_argument("--client-cpu", type=int, default=1, help="CPU the load generator is pinned to (default 1)")
-    parser.add_argument("--no-pinning", action="store_true", help="let the scheduler place the service and the load generator")
+    add_batch_options(parser)
+    add_pinning_options(parser, pinned="the service", no_pinning_help="let the scheduler place the service and the load generator")
     parser.add_argument("--service-args", default="", help="extra arguments for `unmogrowp ingestion`, quoted as one string")
     args = parser.parse_args(argv)
     if args.events_per_second <= 0 or args.duration <= 0 or args.window <= 0:
         parser.error("--events-per-second, --duration and --window must be positive")
     if args.fill_events < 0:
         parser.error(f"--fill-events must be 0 or more, got {args.fill_events}")
+    check_pinning(parser, args)
     if not args.no_pinning:
         os.sched_setaffinity(0, {args.client_cpu})
 

@@ -51,6 +51,8 @@ from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 
+from loadtest.options import add_batch_options, add_pinning_options, check_pinning
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 # Maximum and minimum seconds per load run while filling a service. Each run's events count
 # towards --fill-events.
@@ -558,11 +560,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=30.0, help="measured seconds per server (default 30)")
     parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds before each measurement (default 5)")
     parser.add_argument("--connections", type=int, default=8, help="keep-alive connections of the load generator (default 8)")
-    parser.add_argument("--batch-size", type=int, default=1000, help="events per request (default 1000)")
-    parser.add_argument("--templates", type=int, default=4, help="pre-built batches per app (default 4)")
-    parser.add_argument("--server-cpu", type=int, default=0, help="CPU the servers are pinned to (default 0)")
-    parser.add_argument("--client-cpu", type=int, default=1, help="CPU the load generators are pinned to (default 1)")
-    parser.add_argument("--no-pinning", action="store_true", help="let the scheduler place servers and load generators")
+    add_batch_options(parser)
+    add_pinning_options(parser, pinned="each server", no_pinning_help="let the scheduler place servers and load generators")
     parser.add_argument("--fill-events", type=int, default=8_000_000,
                         help="events each ingestion service takes at least before its second measurement and before the campaign, "
                              "so both meet a store at its bounds; 0 measures a fresh service only (default 8000000)")
@@ -584,16 +583,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--duration must be positive, --warmup non-negative and --connections at least 1")
     if args.fill_events < 0:
         parser.error(f"--fill-events must be 0 or more, got {args.fill_events}")
+    check_pinning(parser, args)
     if args.no_pinning:
         args.server_cpu = args.client_cpu = None
     else:
-        available = os.sched_getaffinity(0)
-        for option in ("server_cpu", "client_cpu"):
-            if getattr(args, option) not in available:
-                parser.error(f"--{option.replace('_', '-')}: CPU {getattr(args, option)} is not available here "
-                             f"(available: {sorted(available)}); choose another or pass --no-pinning")
-        if args.server_cpu == args.client_cpu:
-            parser.error("--server-cpu and --client-cpu must differ, so that the load generator never takes the server's core")
         # Pinning this process pins the in-process load generator; servers get their own taskset.
         os.sched_setaffinity(0, {args.client_cpu})
 
