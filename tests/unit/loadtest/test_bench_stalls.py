@@ -1,0 +1,28 @@
+"""The stall benchmark's causes and report."""
+
+from __future__ import annotations
+
+import gc
+
+from loadtest.bench_stalls import SlowBatch, main
+
+
+def test_cause_names_rebuilds_and_oldest_generation():
+    batch = SlowBatch(0, 120.0, 30.0, [0, 1], ["records", "installs"])
+
+    assert batch.cause == "table rebuild: records, installs, collection of generation 1"
+    assert SlowBatch(1, 40.0, 0.0, [], []).cause == "not identified"
+
+
+def test_small_run_explains_every_slow_batch(capsys):
+    thresholds = gc.get_threshold()
+    try:
+        # A tiny threshold marks every batch slow, so each one must get a row's cause.
+        assert main(["--fill-batches", "20", "--batches", "30", "--slow-ms", "0.001"]) == 0
+    finally:
+        gc.set_threshold(*thresholds)
+
+    output = capsys.readouterr().out
+    assert "30 batches after 20:" in output
+    rows = [line for line in output.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert sum(int(row.split("|")[2]) for row in rows) == 30
