@@ -17,6 +17,8 @@ from decimal import Decimal
 from operator import attrgetter
 from typing import Protocol
 
+from msgspec.structs import replace
+
 from ingestion.events import Event, device_keys
 from ingestion.model import AppSettings, Record, RejectedTouch, Touch
 
@@ -80,20 +82,14 @@ def _latest_first(touches: Iterable[Touch], install_time: float, window: float) 
 
 
 def _reinstall(app: AppSettings, view: AppView, event: Event, first: Record) -> Record:
-    return Record(
+    """Return the reinstall record: the first install's attribution, with this install's id and time."""
+    return replace(
+        first,
         install_event_id=event.event_id,
         app_id=app.app_id,
         status="reinstall",
-        network=first.network,
-        campaign=first.campaign,
-        adgroup=first.adgroup,
-        creative=first.creative,
-        touch_event_id=first.touch_event_id,
-        touch_type=first.touch_type,
-        match_type=first.match_type,
         install_time=event.event_time,
-        touch_time=first.touch_time,
-        ctit_seconds=first.ctit_seconds,
+        rejected_touches=(),
         seq=view.next_seq(),
     )
 

@@ -170,7 +170,8 @@ class AppState:
 
     def mark_seen(self, event_ids: list[str], now: float) -> list[bool]:
         prefix = self.prefix
-        shards = self.store.seen_shards
+        store = self.store
+        shards = store.seen_shards
         flags = []
         added = []
         for event_id in event_ids:
@@ -182,7 +183,6 @@ class AppState:
                 shard.add(key)
                 added.append(key)
                 flags.append(False)
-        store = self.store
         store.seen_order.tail.extend(added)
         store.seen_times.tail.extend(repeat(now, len(added)))
         return flags
@@ -714,8 +714,9 @@ class MemoryStore(Store):
             capture = self.open_capture = self._capture(included)
             # The capture's copies of each app's install index and records contain up to millions
             # of references. While they are young, every collection of the young generations would
-            # traverse them all (0.38 s for one such collection when the queues were copied too). gc.freeze() moves every tracked object out of the
-            # generations in constant time, and _write_captured_snapshot moves them back.
+            # traverse them all (0.38 s for one such collection when the queues were copied too).
+            # gc.freeze() moves every tracked object out of the generations in constant time, and
+            # _write_captured_snapshot moves them back.
             gc.freeze()
             self._compaction = asyncio.create_task(self._write_captured_snapshot(capture, previous, included, started))
         except Exception:

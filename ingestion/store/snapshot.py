@@ -141,9 +141,10 @@ class Capture:
     """References to the state at one moment, cheap to take, encoded later by ``frames``.
 
     ``touches`` and ``installs`` are views of the store's arrival-order queues. Each entry names
-    its app by code, and ``app_index`` maps each code to the app's position in ``apps``. The queues also contain entries that had expired before the capture. A touch is
-    written when it is alive or in ``killed``, where the store adds each touch it removes while
-    the capture is open. An install is written when its app's index still pointed at it.
+    its app by code, and ``app_index`` maps each code to the app's position in ``apps``. The
+    queues also contain entries that had expired before the capture. A touch is written when it
+    is alive or in ``killed``, where the store adds each touch it removes while the capture is
+    open. An install is written when its app's index still pointed at it.
     """
 
     seq: int
