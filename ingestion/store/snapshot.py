@@ -8,10 +8,14 @@ frame at a time, between event requests, and the store goes on changing meanwhil
 and installs never change once made. A touch changes only in its ``alive`` flag, so the store
 lists the touches it removes while the capture is open, and those are written as alive.
 
-File format (version 2): the bytes ``UMGSNAP2``, then frames of a 4-byte big-endian length
+File format (version 3): the bytes ``UMGSNAP3``, then frames of a 4-byte big-endian length
 and a msgpack document each: one ``Header``, any number of ``SeenFrame``, ``TouchFrame``,
-``InstallFrame`` and ``RecordFrame``, and an ``EndFrame`` that counts the frames before it.
-Version 1 was a single msgpack ``Snapshot`` document; ``read_snapshot`` reads both.
+``RecordFrame`` and ``InstallRefFrame``, and an ``EndFrame`` that counts the frames before it.
+An install whose record is in a ``RecordFrame`` names it by seq instead of repeating it, so
+the record is written once and loads as one object shared by the install index and the
+record list. Version 2 (``UMGSNAP2``) wrote every install's record in full in an
+``InstallFrame``, before the records. Version 1 was a single msgpack ``Snapshot`` document.
+``read_snapshot`` reads all three.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ import msgspec
 from ingestion.model import Record, Touch
 from ingestion.store.chunked import QueueView
 
-MAGIC = b"UMGSNAP2"
-FORMAT_VERSION = 2
+MAGIC = b"UMGSNAP3"
+FORMAT_VERSION = 3
+MAGIC_VERSION_2 = b"UMGSNAP2"
 # Items per frame. A frame of 10,000 touches encodes in a few milliseconds, so an event
 # request waits at most that long behind the snapshot.
 FRAME_ITEMS = 10_000
@@ -104,8 +109,22 @@ class TouchFrame(msgspec.Struct, tag="touches", array_like=True):
 
 
 class InstallFrame(msgspec.Struct, tag="installs", array_like=True):
+    """Installs with their records in full: version 2 only."""
+
     apps: list[int]
     installs: list[tuple[tuple[str, ...], Record]]
+
+
+class InstallRefFrame(msgspec.Struct, tag="install-refs", array_like=True):
+    """Installs in arrival order: ``apps[i]`` is the app of the install with device keys ``keys[i]``.
+
+    ``records[i]`` is the seq of a record in one of the app's ``RecordFrame``s, which come
+    first, or the record in full when the app's record list had already evicted it.
+    """
+
+    apps: list[int]
+    keys: list[tuple[str, ...]]
+    records: list[int | Record]
 
 
 class RecordFrame(msgspec.Struct, tag="records", array_like=True):
@@ -117,7 +136,7 @@ class EndFrame(msgspec.Struct, tag="end", array_like=True):
     frames: int
 
 
-Frame = Header | SeenFrame | TouchFrame | InstallFrame | RecordFrame | EndFrame
+Frame = Header | SeenFrame | TouchFrame | InstallFrame | InstallRefFrame | RecordFrame | EndFrame
 _frame_decoder = msgspec.msgpack.Decoder(Frame)
 
 
@@ -185,12 +204,13 @@ class Capture:
         yield from _release(self.touches)
         killed, self.killed = self.killed, None
         yield from _release(killed)
-        yield from self._install_frames(framed)
-        yield from _release(self.installs)
         for position, app in enumerate(self.apps):
-            yield from _release(app.installs_by_key)
             for start in range(0, len(app.records), FRAME_ITEMS):
                 yield framed(RecordFrame(position, app.records[start : start + FRAME_ITEMS]))
+        yield from self._install_frames(framed)
+        yield from _release(self.installs)
+        for app in self.apps:
+            yield from _release(app.installs_by_key)
             yield from _release(app.records)
         yield framed(EndFrame(count))
 
@@ -235,16 +255,24 @@ class Capture:
             yield from _release(values)
             current_seqs.append(seqs)
         app_index = self.app_index
+        # An app's records are in seq order and the oldest leave first, so an install's record
+        # was written in a RecordFrame exactly when its seq is at least the first written one.
+        first_written = [app.records[0].seq if app.records else None for app in self.apps]
         for frame_installs in self.installs.slices(FRAME_ITEMS):
             positions = []
-            installs = []
+            keys = []
+            records: list[int | Record] = []
             for entry in frame_installs:
                 position = app_index[entry.code]
-                if entry.record.seq in current_seqs[position]:
+                record = entry.record
+                seq = record.seq
+                if seq in current_seqs[position]:
                     positions.append(position)
-                    installs.append((entry.keys, entry.record))
-            if installs:
-                yield framed(InstallFrame(positions, installs))
+                    keys.append(entry.keys)
+                    first = first_written[position]
+                    records.append(seq if first is not None and seq >= first else record)
+            if positions:
+                yield framed(InstallRefFrame(positions, keys, records))
         for seqs in current_seqs:
             yield from _release(seqs)
 
@@ -284,7 +312,7 @@ def _release(container: list | set | dict | QueueView) -> Iterator[bytes]:
 def read_snapshot(path: Path) -> Snapshot:
     """Read a snapshot file of either version into one ``Snapshot``."""
     data = path.read_bytes()
-    if not data.startswith(MAGIC):
+    if not data.startswith((MAGIC, MAGIC_VERSION_2)):
         try:
             return msgspec.msgpack.decode(data, type=Snapshot)
         except msgspec.DecodeError as error:
@@ -321,6 +349,8 @@ def _assemble(path: Path, frames: Iterator[Frame]) -> Snapshot:
         raise _damaged(path, "does not start with its header frame")
     apps = [AppSnapshot(app.app_id, app.watermark, [], [], [], app.revenue, app.code) for app in header.apps]
     seen: list[tuple[str, float]] = []
+    # Each app's records by seq, built at the first InstallRefFrame, once every RecordFrame is read.
+    records_by_seq: list[dict[int, Record]] | None = None
     count = 1
     for frame in frames:
         if isinstance(frame, EndFrame):
@@ -336,6 +366,17 @@ def _assemble(path: Path, frames: Iterator[Frame]) -> Snapshot:
         elif isinstance(frame, InstallFrame):
             for position, install in zip(frame.apps, frame.installs):
                 apps[position].installs.append(install)
+        elif isinstance(frame, InstallRefFrame):
+            if records_by_seq is None:
+                records_by_seq = [{record.seq: record for record in app.records} for app in apps]
+            for position, keys, record in zip(frame.apps, frame.keys, frame.records):
+                if type(record) is int:
+                    found = records_by_seq[position].get(record)
+                    if found is None:
+                        raise _damaged(path, f"names record seq {record} of app {apps[position].app_id!r}, "
+                                             "which none of its record frames holds")
+                    record = found
+                apps[position].installs.append((keys, record))
         elif isinstance(frame, RecordFrame):
             apps[frame.app].records.extend(frame.records)
         else:

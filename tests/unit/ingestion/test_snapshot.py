@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import gc
 
+import msgspec
 import pytest
 
+from ingestion.model import Record
 from ingestion.store import snapshot
 from ingestion.store.memory import MemoryLimits
 from ingestion.store.snapshot import MAGIC, SnapshotError, read_snapshot, write_atomically
@@ -48,6 +50,70 @@ async def test_round_trip_across_many_frames(make_harness, monkeypatch):
         assert (record.status, record.touch_event_id) == ("reinstall", "click-7")
     finally:
         await reopened.store.stop()
+
+
+async def test_install_and_record_load_as_one_object(make_harness, monkeypatch):
+    monkeypatch.setattr(snapshot, "FRAME_ITEMS", 3)
+    # Two records of four are evicted, so two installs must carry their records in full.
+    harness = await make_harness(limits=MemoryLimits(max_records=2))
+    for number in range(4):
+        await harness.send(*funnel(number))
+
+    reopened = await reopen(harness)
+    try:
+        state = reopened.store.states[reopened.settings.app_id]
+        records = state.live_records()
+        assert [record.install_event_id for record in records] == ["install-2", "install-3"]
+        indexed = {record.install_event_id: record for record in state.installs.values()}
+        assert sorted(indexed) == ["install-0", "install-1", "install-2", "install-3"]
+        assert all(indexed[record.install_event_id] is record for record in records)
+        # The installs whose records had left the record list still attribute reinstalls.
+        outcome = await reopened.send(event("install", "install-again", T + 3600, gaid="gaid-0"))
+        [record] = outcome.records
+        assert (record.status, record.touch_event_id) == ("reinstall", "click-0")
+    finally:
+        await reopened.store.stop()
+
+
+def write_frames(path, magic: bytes, frames: list) -> None:
+    encoder = msgspec.msgpack.Encoder()
+    payloads = [encoder.encode(frame) for frame in [*frames, snapshot.EndFrame(len(frames))]]
+    path.write_bytes(magic + b"".join(snapshot._LENGTH.pack(len(payload)) + payload for payload in payloads))
+
+
+def sample_record(install_event_id: str, seq: int) -> Record:
+    return Record(install_event_id=install_event_id, app_id="acme.android", status="organic",
+                  install_time=T, seq=seq)
+
+
+def test_version_2_file_is_read(tmp_path):
+    path = tmp_path / "snapshot.msgpack"
+    header = snapshot.Header(2, 7, 3, [snapshot.AppHeader("acme.android", 1, T, [])])
+    write_frames(path, snapshot.MAGIC_VERSION_2, [
+        header,
+        snapshot.InstallFrame([0], [(("gaid:one",), sample_record("install-1", 5))]),
+        snapshot.RecordFrame(0, [sample_record("install-1", 5)]),
+    ])
+
+    loaded = read_snapshot(path)
+    [app] = loaded.apps
+    assert (loaded.version, loaded.seq, loaded.journal_generation) == (2, 7, 3)
+    assert app.installs == [(("gaid:one",), sample_record("install-1", 5))]
+    assert app.records == [sample_record("install-1", 5)]
+
+
+def test_install_naming_a_missing_record_is_named(tmp_path):
+    path = tmp_path / "snapshot.msgpack"
+    header = snapshot.Header(3, 7, 3, [snapshot.AppHeader("acme.android", 1, T, [])])
+    write_frames(path, MAGIC, [
+        header,
+        snapshot.RecordFrame(0, [sample_record("install-1", 5)]),
+        snapshot.InstallRefFrame([0, 0], [("gaid:one",), ("gaid:two",)], [5, 6]),
+    ])
+
+    with pytest.raises(SnapshotError, match="names record seq 6 of app 'acme.android'") as raised:
+        read_snapshot(path)
+    assert str(path) in str(raised.value)
 
 
 async def test_capture_keeps_state_that_later_batches_evict(make_harness):
