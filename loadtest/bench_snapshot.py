@@ -1,0 +1,175 @@
+"""Size, write and load time of a full embedded store's snapshot, beside a baseline work tree.
+
+    python -m loadtest.bench_snapshot [--baseline ../old-tree] [--fill-batches 8000]
+
+A child process applies `--fill-batches` 1,000-event batches of the load generator's mix to a
+`MemoryStore` with its default bounds, then writes its snapshot as a compaction does (capture,
+then every frame). A second, fresh child reads that file and restores it into an empty store,
+as a start does. Reported per tree: the file's size and the seconds to write, read and restore
+it. Also the resident size of the loading process once the store is restored, and how many
+distinct `Record` objects the restored install index and record list hold together. With `--baseline`, both
+children run again against the `ingestion` package of that tree, so two snapshot formats are
+compared on the same machine in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from loadtest.bench_stages import CHILD_CODE, _resident_bytes, child_env
+
+APP_ID = "bench.snapshot"
+TEMPLATES = 4
+SNAPSHOT_NAME = "bench-snapshot.bin"
+
+
+def _settings():
+    from ingestion.model import AppSettings
+
+    return AppSettings(app_id=APP_ID, platform="android")
+
+
+def write_child(folder: Path, fill_batches: int) -> dict:
+    """Fill a store in `folder` and write its snapshot there."""
+    from ingestion.events import decode_batch, validate_event
+    from ingestion.main import GC_THRESHOLDS
+    from ingestion.store.memory import MemoryStore
+    from ingestion.store.snapshot import write_atomically
+    from loadtest.generator import build_template
+
+    gc.set_threshold(*GC_THRESHOLDS)
+    templates = [build_template(APP_ID, "android", 1000, seed=seed) for seed in range(TEMPLATES)]
+    settings = _settings()
+    store = MemoryStore(folder / "store")
+    for sequence in range(fill_batches):
+        events, errors = decode_batch(templates[sequence % TEMPLATES].render(sequence), ndjson=False)
+        now = time.time()
+        if errors or any(validate_event(event, now, "android") is not None for event in events):
+            raise SystemExit("a generated batch failed to decode or validate")
+        store._apply_now(settings, events, now)
+    path = folder / SNAPSHOT_NAME
+    started = time.perf_counter()
+    try:
+        write_atomically(path, store._capture(0).frames())
+    finally:
+        gc.unfreeze()
+    return {"write_seconds": time.perf_counter() - started, "bytes": path.stat().st_size}
+
+
+def load_child(folder: Path) -> dict:
+    """Read the snapshot in `folder` and restore it into an empty store."""
+    from ingestion.main import GC_THRESHOLDS
+    from ingestion.store.memory import MemoryStore
+    from ingestion.store.snapshot import read_snapshot
+
+    gc.set_threshold(*GC_THRESHOLDS)
+    resident_before = _resident_bytes()
+    started = time.perf_counter()
+    snapshot = read_snapshot(folder / SNAPSHOT_NAME)
+    read_seconds = time.perf_counter() - started
+    store = MemoryStore(folder / "restored")
+    store._state_for(APP_ID).settings = _settings()
+    started = time.perf_counter()
+    store._restore_snapshot(snapshot)
+    restore_seconds = time.perf_counter() - started
+    del snapshot
+    gc.collect()
+    state = store.states[APP_ID]
+    live_records = state.live_records()
+    records = {id(record) for record in live_records}
+    records.update(map(id, state.installs.values()))
+    return {
+        "read_seconds": read_seconds,
+        "restore_seconds": restore_seconds,
+        "resident_growth": _resident_bytes() - resident_before,
+        "distinct_records": len(records),
+        "records": len(live_records),
+        "installs": len(state.installs),
+    }
+
+
+def run_child(tree: Path, *arguments: str) -> dict:
+    command = [sys.executable, "-c", CHILD_CODE, str(Path(__file__).resolve()), "--child", *arguments]
+    result = subprocess.run(command, env=child_env(tree), cwd=tree, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"the {arguments[0]} child failed in {tree}:\n{result.stderr.strip()}")
+    return json.loads(result.stdout)
+
+
+def measure(tree: Path, fill_batches: int) -> dict:
+    folder = Path(tempfile.mkdtemp(prefix="bench-snapshot-"))
+    try:
+        figures = run_child(tree, "write", str(folder), str(fill_batches))
+        figures.update(run_child(tree, "load", str(folder)))
+        return figures
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def report(figures: dict[str, dict], fill_batches: int) -> str:
+    sides = list(figures)
+    lines = [
+        f"Snapshot of a store filled with {fill_batches:,} batches of 1,000 events.",
+        "",
+        "| figure | " + " | ".join(sides) + (" | ratio |" if len(sides) == 2 else ""),
+        "| --- | " + " | ".join("---:" for _ in sides) + (" | ---: |" if len(sides) == 2 else ""),
+    ]
+    rows = [
+        ("snapshot MB", "bytes", 1e-6, "{:,.0f}"),
+        ("write s", "write_seconds", 1, "{:.1f}"),
+        ("read s", "read_seconds", 1, "{:.1f}"),
+        ("restore s", "restore_seconds", 1, "{:.1f}"),
+        ("resident MB after loading", "resident_growth", 1e-6, "{:,.0f}"),
+        ("records in the record list", "records", 1, "{:,.0f}"),
+        ("device keys in the install index", "installs", 1, "{:,.0f}"),
+        ("distinct Record objects in both", "distinct_records", 1, "{:,.0f}"),
+    ]
+    for label, key, scale, form in rows:
+        values = [figures[side][key] * scale for side in sides]
+        line = f"| {label} | " + " | ".join(form.format(value) for value in values)
+        if len(sides) == 2:
+            line += f" | {values[0] / values[1]:.2f}" if values[1] else " | "
+        lines.append(line + " |")
+    if len(sides) == 2:
+        lines += ["", f"Ratios are {sides[0]} over {sides[1]}."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        stage, folder, *rest = argv[1:]
+        figures = write_child(Path(folder), int(rest[0])) if stage == "write" else load_child(Path(folder))
+        print(json.dumps(figures))
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m loadtest.bench_snapshot", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline", type=Path, help="a second work tree to measure side by side, such as an older commit")
+    parser.add_argument("--fill-batches", type=int, default=8000,
+                        help="1,000-event batches applied before the snapshot (default 8000, past every default bound)")
+    args = parser.parse_args(argv)
+    if args.fill_batches < 1:
+        parser.error("--fill-batches must be at least 1")
+    trees = {"this tree": Path(__file__).resolve().parent.parent}
+    if args.baseline is not None:
+        baseline = args.baseline.resolve()
+        if not (baseline / "ingestion" / "store" / "snapshot.py").is_file():
+            parser.error(f"--baseline {args.baseline}: no ingestion/store/snapshot.py there; pass the root of a work tree")
+        trees["baseline"] = baseline
+    figures = {}
+    for side, tree in trees.items():
+        figures[side] = measure(tree, args.fill_batches)
+        print(f"  {side} measured", flush=True)
+    print(report(figures, args.fill_batches))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""The snapshot benchmark, end to end on a small store."""
+
+from __future__ import annotations
+
+import pytest
+
+from loadtest.bench_snapshot import main, report
+
+
+def figures_by_row(output: str) -> dict[str, str]:
+    rows = [line.split("|")[1:-1] for line in output.splitlines() if line.startswith("| ") and "---" not in line]
+    return {cells[0].strip(): cells[1].strip() for cells in rows[1:]}
+
+
+def test_small_store_loads_each_record_once(capsys):
+    assert main(["--fill-batches", "20"]) == 0
+
+    figures = {name: float(value.replace(",", "")) for name, value in figures_by_row(capsys.readouterr().out).items()}
+    # No record was evicted, so every indexed install's record is one of the record list's objects.
+    assert figures["device keys in the install index"] > 0
+    assert figures["distinct Record objects in both"] == figures["records in the record list"]
+    assert figures["snapshot MB"] >= 1
+
+
+def test_report_gives_ratios_of_two_trees():
+    this_tree = {"bytes": 2e6, "write_seconds": 1.0, "read_seconds": 2.0, "restore_seconds": 1.0,
+           "resident_growth": 5e6, "distinct_records": 10, "records": 10, "installs": 20}
+    output = report({"this tree": this_tree, "baseline": {**this_tree, "bytes": 4e6, "distinct_records": 20}}, 5)
+
+    assert "| snapshot MB | 2 | 4 | 0.50 |" in output
+    assert "| distinct Record objects in both | 10 | 20 | 0.50 |" in output
+    assert "Ratios are this tree over baseline." in output
+
+
+def test_baseline_without_snapshot_module_rejected(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--baseline", str(tmp_path)])
+    assert "no ingestion/store/snapshot.py there" in capsys.readouterr().err
