@@ -35,6 +35,7 @@ from loadtest.benchmark import (
     running,
 )
 from loadtest.options import add_batch_options, add_pinning_options, check_pinning
+from loadtest.percentile import nearest_rank
 
 # Connections of the closed-loop generator that fills the store, as in loadtest.benchmark.
 FILL_CONNECTIONS = 8
@@ -50,10 +51,7 @@ class Timeline:
 
     def percentile(self, fraction: float, latencies: list[float] | None = None) -> float | None:
         """Return the latency percentile (nearest rank), or None without requests."""
-        ordered = sorted(self.latencies_ms if latencies is None else latencies)
-        if not ordered:
-            return None
-        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+        return nearest_rank(self.latencies_ms if latencies is None else latencies, fraction)
 
     def window_p95(self, window_s: float) -> list[tuple[float, float]]:
         """Return (window start in seconds, p95 in ms) for each window with requests."""

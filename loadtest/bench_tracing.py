@@ -49,6 +49,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from loadtest.percentile import nearest_rank
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 SETTINGS = (
     "tracing off",
@@ -76,10 +78,7 @@ class Measurement:
         return statistics.median(self.rates) if self.rates else 0.0
 
     def latency_percentile(self, q: float) -> float | None:
-        if not self.latencies_ms:
-            return None
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        return nearest_rank(self.latencies_ms, q)
 
 
 # -- batches ---------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ from collections.abc import Callable
 import httptools
 import msgspec
 
+from loadtest.percentile import nearest_rank
+
 
 class _Counts(msgspec.Struct):
     accepted: int = 0
@@ -97,11 +99,7 @@ class LoadResult:
 
     def percentile(self, fraction: float) -> float | None:
         """Return the latency percentile in ms (nearest rank), or None without requests."""
-        if not self.latencies_ms:
-            return None
-        ordered = sorted(self.latencies_ms)
-        index = min(len(ordered) - 1, max(0, int(round(fraction * len(ordered) + 0.5)) - 1))
-        return ordered[index]
+        return nearest_rank(self.latencies_ms, fraction)
 
 
 # A batch source returns (request head without Content-Length, body); the head ends in "\r\n".

@@ -12,8 +12,9 @@ from loadtest.bench_latency import Timeline, format_report, main
 def test_percentiles_by_nearest_rank():
     timeline = Timeline([0.0] * 20, [float(value) for value in range(1, 21)], 0)
 
-    assert timeline.percentile(0.50) == 11.0
-    assert timeline.percentile(0.95) == 20.0
+    # Ranks ceil(0.5 * 20) = 10 and ceil(0.95 * 20) = 19.
+    assert timeline.percentile(0.50) == 10.0
+    assert timeline.percentile(0.95) == 19.0
     assert Timeline([], [], 0).percentile(0.95) is None
 
 
@@ -31,7 +32,7 @@ def test_report_names_rate_fill_and_windows():
     lines = format_report(timeline, args, filled=8_040_000).splitlines()
 
     assert lines[0] == "2 requests at 80,000 events/s after 8,040,000 events; failed requests: 1"
-    assert lines[1] == "p50 800 ms, p95 800 ms, p99 800 ms, slowest 800 ms"
+    assert lines[1] == "p50 10 ms, p95 800 ms, p99 800 ms, slowest 800 ms"
     assert lines[2] == "p95 in ms per 2 s window (window start: p95): 0:10 2:800"
 
 
