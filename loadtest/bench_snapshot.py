@@ -5,9 +5,9 @@
 A child process applies `--fill-batches` 1,000-event batches of the load generator's mix to a
 `MemoryStore` with its default bounds, then writes its snapshot as a compaction does (capture,
 then every frame). A second, fresh child reads that file and restores it into an empty store,
-as a start does. Reported per tree: the file's size and the seconds to write, read and restore
-it. Also the resident size of the loading process once the store is restored, and how many
-distinct `Record` objects the restored install index and record list hold together. With `--baseline`, both
+as a start does. Reported per tree: the file's size and the seconds to write (encoding, writing and syncing the file), read and restore it. Also how
+much the loading process's resident size grew from before the read to after the restore, and
+how many distinct `Record` objects the restored install index and record list hold together. With `--baseline`, both
 children run again against the `ingestion` package of that tree, so two snapshot formats are
 compared on the same machine in one run.
 """
@@ -119,15 +119,15 @@ def report(figures: dict[str, dict], fill_batches: int) -> str:
     lines = [
         f"Snapshot of a store filled with {fill_batches:,} batches of 1,000 events.",
         "",
-        "| figure | " + " | ".join(sides) + (" | ratio |" if len(sides) == 2 else ""),
-        "| --- | " + " | ".join("---:" for _ in sides) + (" | ---: |" if len(sides) == 2 else ""),
+        "| figure | " + " | ".join(sides) + (" | ratio" if len(sides) == 2 else "") + " |",
+        "| --- | " + " | ".join("---:" for _ in sides) + (" | ---:" if len(sides) == 2 else "") + " |",
     ]
     rows = [
         ("snapshot MB", "bytes", 1e-6, "{:,.0f}"),
         ("write s", "write_seconds", 1, "{:.1f}"),
         ("read s", "read_seconds", 1, "{:.1f}"),
         ("restore s", "restore_seconds", 1, "{:.1f}"),
-        ("resident MB after loading", "resident_growth", 1e-6, "{:,.0f}"),
+        ("resident MB grown by loading", "resident_growth", 1e-6, "{:,.0f}"),
         ("records in the record list", "records", 1, "{:,.0f}"),
         ("device keys in the install index", "installs", 1, "{:,.0f}"),
         ("distinct Record objects in both", "distinct_records", 1, "{:,.0f}"),

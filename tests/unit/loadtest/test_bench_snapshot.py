@@ -32,6 +32,16 @@ def test_report_gives_ratios_of_two_trees():
     assert "Ratios are this tree over baseline." in output
 
 
+def test_table_rows_closed_for_one_tree():
+    this_tree = {"bytes": 2e6, "write_seconds": 1.0, "read_seconds": 2.0, "restore_seconds": 1.0,
+                 "resident_growth": 5e6, "distinct_records": 10, "records": 10, "installs": 20}
+    lines = [line for line in report({"this tree": this_tree}, 5).splitlines() if line.startswith("|")]
+
+    assert lines[0] == "| figure | this tree |"
+    assert lines[1] == "| --- | ---: |"
+    assert all(line.endswith(" |") for line in lines)
+
+
 def test_baseline_without_snapshot_module_rejected(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--baseline", str(tmp_path)])
