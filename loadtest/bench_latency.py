@@ -9,7 +9,9 @@ queued behind a stalled service counts, and a stall shows as a run of slow windo
 a lower rate. The service (`unmogrowp ingestion`, embedded store in a temporary folder) is
 pinned to `--server-cpu` and first takes at least `--fill-events` from the closed-loop generator,
 so the store is at its bounds. Reported: p50, p95, p99 and the slowest request over the run, and the
-p95 of each `--window` seconds.
+p95 of each `--window` seconds. With `--compactions` the service logs at level info, and the
+report adds when each journal compaction ran, in seconds from the start of the paced load, so
+slow windows can be set beside them.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import os
 import secrets
 import shlex
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 from loadtest.benchmark import (
@@ -110,18 +114,41 @@ async def paced_load(host: str, port: int, next_request, *, batches_per_second: 
     return timeline
 
 
-def format_report(timeline: Timeline, args, filled: float) -> str:
+def compaction_spans(log_lines, load_started: float) -> list[tuple[float, float]]:
+    """Return (start, end) of each compaction the service logged, in seconds from `load_started`.
+
+    The service logs "journal compacted" with the compaction's duration when it ends, so the
+    start is the line's time less that duration. Lines that are not JSON are skipped.
+    """
+    spans = []
+    for line in log_lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict) or record.get("message") != "journal compacted":
+            continue
+        ended = datetime.fromisoformat(record["time"].replace("Z", "+00:00")).timestamp() - load_started
+        spans.append((ended - record["seconds"], ended))
+    return spans
+
+
+def format_report(timeline: Timeline, args, filled: float, compactions: list[tuple[float, float]] | None = None) -> str:
     def ms(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.0f}"
 
     windows = " ".join(f"{start:.0f}:{ms(p95)}" for start, p95 in timeline.window_p95(args.window))
-    return "\n".join([
+    lines = [
         f"{len(timeline.latencies_ms)} requests at {args.events_per_second:,.0f} events/s "
         f"after {filled:,.0f} events; failed requests: {timeline.errors}",
         f"p50 {ms(timeline.percentile(0.50))} ms, p95 {ms(timeline.percentile(0.95))} ms, "
         f"p99 {ms(timeline.percentile(0.99))} ms, slowest {ms(max(timeline.latencies_ms, default=None))} ms",
         f"p95 in ms per {args.window:.0f} s window (window start: p95): {windows}",
-    ])
+    ]
+    if compactions is not None:
+        spans = ", ".join(f"{start:.1f} to {end:.1f}" for start, end in compactions) or "none logged"
+        lines.append(f"compactions, in s from the start of the paced load (a stop finishes a running one): {spans}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     add_batch_options(parser)
     add_pinning_options(parser, pinned="the service", no_pinning_help="let the scheduler place the service and the load generator")
     parser.add_argument("--service-args", default="", help="extra arguments for `unmogrowp ingestion`, quoted as one string")
+    parser.add_argument("--compactions", action="store_true",
+                        help="run the service at log level info and report when its journal compactions ran")
     args = parser.parse_args(argv)
     if args.events_per_second <= 0 or args.duration <= 0 or args.window <= 0:
         parser.error("--events-per-second, --duration and --window must be positive")
@@ -154,18 +183,23 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="unmogrowp-latency-") as folder:
         command = _pinned(None if args.no_pinning else args.server_cpu, [
             _unmogrowp(), "ingestion", "--host", "127.0.0.1", "--port", str(port),
-            "--data-dir", str(Path(folder) / "data"), "--log-level", "warning", *shlex.split(args.service_args),
+            "--data-dir", str(Path(folder) / "data"), "--log-level", "info" if args.compactions else "warning",
+            *shlex.split(args.service_args),
         ])
-        with running(command, port, env=env, log_path=Path(folder) / "ingestion.log"):
+        log_path = Path(folder) / "ingestion.log"
+        with running(command, port, env=env, log_path=log_path):
             requests = _request_source(_feed(_register_apps(port, token), args), port)
             filled = 0.0
             if args.fill_events:
                 filled = _fill(port, requests, argparse.Namespace(**{**vars(args), "connections": FILL_CONNECTIONS}))
+            load_started = time.time()
             timeline = asyncio.run(paced_load(
                 "127.0.0.1", port, requests, batches_per_second=args.events_per_second / args.batch_size,
                 duration_s=args.duration, connections=args.connections,
             ))
-    print(format_report(timeline, args, filled))
+        # Read once the service has stopped, so a compaction its stop finished is in the log.
+        compactions = compaction_spans(log_path.read_text().splitlines(), load_started) if args.compactions else None
+    print(format_report(timeline, args, filled, compactions))
     return 0 if not timeline.errors else 1
 
 

@@ -63,3 +63,24 @@ def test_latency_benchmark_reports_windows():
     assert "12 requests at 4,000 events/s after " in completed.stdout
     assert " events; failed requests: 0" in completed.stdout
     assert "p95 in ms per 2 s window (window start: p95): 0:" in completed.stdout
+
+
+def test_latency_benchmark_places_compactions():
+    # A 64 KiB journal limit makes the service compact during the 3 s of paced load.
+    command = [
+        sys.executable, "-m", "loadtest.bench_latency", "--events-per-second", "4000", "--duration", "3",
+        "--fill-events", "0", "--connections", "4", "--no-pinning", "--compactions",
+        "--service-args", "--journal-max-bytes 65536",
+    ]
+    env = {**locust_environment(None), "PYTHONPATH": str(REPOSITORY) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+    completed = subprocess.run(command, cwd=REPOSITORY, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, timeout=300)
+
+    assert completed.returncode == 0, completed.stdout[-3000:]
+    [line] = [line for line in completed.stdout.splitlines() if line.startswith("compactions, in s from")]
+    spans = line.split(": ", 1)[1].split(", ")
+    assert spans != ["none logged"]
+    for span in spans:
+        start, end = (float(value) for value in span.split(" to "))
+        assert -1.0 < start <= end < 30.0

@@ -1,12 +1,13 @@
-"""The latency benchmark's percentiles, windows, report and option checks."""
+"""The latency benchmark's percentiles, windows, compaction spans, report and option checks."""
 
 from __future__ import annotations
 
 import argparse
+from datetime import datetime, timezone
 
 import pytest
 
-from loadtest.bench_latency import Timeline, format_report, main
+from loadtest.bench_latency import Timeline, compaction_spans, format_report, main
 
 
 def test_percentiles_by_nearest_rank():
@@ -48,3 +49,26 @@ def test_invalid_options_rejected(capsys, arguments, message):
         main(arguments)
 
     assert message in capsys.readouterr().err
+
+
+def test_compaction_spans_from_log_lines():
+    started = datetime(2026, 12, 5, 11, 0, 0, tzinfo=timezone.utc).timestamp()
+    lines = [
+        "INFO:     Started server process [1]",
+        '{"time":"2026-12-05T11:00:10.500Z","level":"info","message":"journal compacted","seconds":12.5}',
+        '{"time":"2026-12-05T11:00:11.000Z","level":"info","message":"snapshot written"}',
+        '["not", "a record"]',
+        '{"time":"2026-12-05T11:01:05.000Z","level":"info","message":"journal compacted","seconds":5.0}',
+    ]
+
+    assert compaction_spans(lines, started) == [(-2.0, 10.5), (60.0, 65.0)]
+
+
+def test_report_lists_compactions_when_asked():
+    timeline = Timeline([0.1], [10.0], 0)
+    args = argparse.Namespace(events_per_second=1000.0, fill_events=0, window=2.0)
+
+    assert format_report(timeline, args, 0, [(-2.0, 10.5)]).splitlines()[-1] == (
+        "compactions, in s from the start of the paced load (a stop finishes a running one): -2.0 to 10.5")
+    assert format_report(timeline, args, 0, []).endswith("one): none logged")
+    assert "compactions" not in format_report(timeline, args, 0)
