@@ -53,16 +53,16 @@ class Timeline:
     latencies_ms: list[float]
     errors: int
 
-    def percentile(self, fraction: float, latencies: list[float] | None = None) -> float | None:
+    def percentile(self, fraction: float) -> float | None:
         """Return the latency percentile (nearest rank), or None without requests."""
-        return nearest_rank(self.latencies_ms if latencies is None else latencies, fraction)
+        return nearest_rank(self.latencies_ms, fraction)
 
     def window_p95(self, window_s: float) -> list[tuple[float, float]]:
         """Return (window start in seconds, p95 in ms) for each window with requests."""
         windows: dict[int, list[float]] = {}
         for scheduled, latency in zip(self.scheduled_s, self.latencies_ms):
             windows.setdefault(int(scheduled // window_s), []).append(latency)
-        return [(index * window_s, self.percentile(0.95, values)) for index, values in sorted(windows.items())]
+        return [(index * window_s, nearest_rank(values, 0.95)) for index, values in sorted(windows.items())]
 
 
 async def paced_load(host: str, port: int, next_request, *, batches_per_second: float, duration_s: float,

@@ -374,7 +374,7 @@ def _assemble(path: Path, frames: Iterator[Frame]) -> Snapshot:
                     found = records_by_seq[position].get(record)
                     if found is None:
                         raise _damaged(path, f"names record seq {record} of app {apps[position].app_id!r}, "
-                                             "which none of its record frames holds")
+                                             "which none of its record frames contains")
                     record = found
                 apps[position].installs.append((keys, record))
         elif isinstance(frame, RecordFrame):

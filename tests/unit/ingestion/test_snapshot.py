@@ -52,7 +52,7 @@ async def test_round_trip_across_many_frames(make_harness, monkeypatch):
         await reopened.store.stop()
 
 
-async def test_install_and_record_load_as_one_object(make_harness, monkeypatch):
+async def test_install_shares_loaded_record(make_harness, monkeypatch):
     monkeypatch.setattr(snapshot, "FRAME_ITEMS", 3)
     # Two records of four are evicted, so two installs must carry their records in full.
     harness = await make_harness(limits=MemoryLimits(max_records=2))
@@ -102,7 +102,7 @@ def test_version_2_file_is_read(tmp_path):
     assert app.records == [sample_record("install-1", 5)]
 
 
-def test_install_naming_a_missing_record_is_named(tmp_path):
+def test_dangling_record_seq_named(tmp_path):
     path = tmp_path / "snapshot.msgpack"
     header = snapshot.Header(3, 7, 3, [snapshot.AppHeader("acme.android", 1, T, [])])
     write_frames(path, MAGIC, [

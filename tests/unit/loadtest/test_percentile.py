@@ -1,4 +1,4 @@
-"""Nearest-rank percentiles, as every benchmark report computes them."""
+"""Nearest-rank percentiles, as the benchmarks' own load generators compute them."""
 
 from __future__ import annotations
 
