@@ -12,6 +12,9 @@ import secrets
 from pathlib import Path
 
 ADMIN_TOKEN_ENV = "UNMOGROWP_ADMIN_TOKEN"
+# Set by `unmogrowp up` for its children beside the token, so that each child logs where the
+# token really came from (the supervisor may have read it from a file).
+ADMIN_TOKEN_SOURCE_ENV = "UNMOGROWP_ADMIN_TOKEN_SOURCE"
 DATA_DIR_ENV = "UNMOGROWP_DATA_DIR"
 DEFAULT_DATA_DIR = Path("var")
 ADMIN_TOKEN_FILE_NAME = "admin-token"
@@ -34,6 +37,11 @@ def admin_token_path(data_dir: Path) -> Path:
     return data_dir / ADMIN_TOKEN_FILE_NAME
 
 
+def token_environment(token: str, source: str, passed_on_by: str) -> dict[str, str]:
+    """Return the environment variables that hand the admin token and its origin to a child process."""
+    return {ADMIN_TOKEN_ENV: token, ADMIN_TOKEN_SOURCE_ENV: f"{source}, passed on by {passed_on_by}"}
+
+
 def resolve_admin_token(data_dir: Path, *, create: bool = True) -> tuple[str, str]:
     """Return the admin token and where it came from.
 
@@ -51,7 +59,7 @@ def resolve_admin_token(data_dir: Path, *, create: bool = True) -> tuple[str, st
                 f"use at least {MIN_ADMIN_TOKEN_LENGTH}, for example the output of "
                 "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
             )
-        return token, f"environment variable {ADMIN_TOKEN_ENV}"
+        return token, os.environ.get(ADMIN_TOKEN_SOURCE_ENV) or f"environment variable {ADMIN_TOKEN_ENV}"
 
     path = admin_token_path(data_dir)
     if path.exists():

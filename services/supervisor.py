@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from services.config import ADMIN_TOKEN_ENV, ConfigError, default_data_dir, port_number, resolve_admin_token
+from services.config import ConfigError, default_data_dir, port_number, resolve_admin_token, token_environment
 from services.logging import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
                   f"stop what uses it or choose another port with {option}", file=sys.stderr)
             return 2
 
-    environment = dict(os.environ, **{ADMIN_TOKEN_ENV: token})
+    environment = dict(os.environ, **token_environment(token, source, "unmogrowp up"))
     children: dict[str, subprocess.Popen] = {}
     for name, command in child_commands(args).items():
         children[name] = subprocess.Popen(command, env=environment)
