@@ -5,9 +5,14 @@
 A child process applies `--fill-batches` 1,000-event batches of the load generator's mix to a
 `MemoryStore` with its default bounds, then writes its snapshot as a compaction does (capture,
 then every frame). A second, fresh child reads that file and restores it into an empty store,
-as a start does. Reported per tree: the file's size and the seconds to write (encoding, writing and syncing the file), read and restore it. Also how
-much the loading process's resident size grew from before the read to after the restore, and
-how many distinct `Record` objects the restored install index and record list hold together. With `--baseline`, both
+as a start does. Reported per tree: the file's size and the seconds to write (encoding, writing
+and syncing the file, capture included), read and restore it. Event requests wait while the
+state is captured, so the capture's time is given too. The service builds one chunk of the file per turn
+of its event loop, so the report also gives the seconds spent building chunks, the longest
+single build (the longest an event request waits behind a compaction) and how many took over
+10 ms. Also how much the loading process's resident size grew from before the read to after
+the restore, and how many distinct `Record` objects the restored install index and record list
+hold together. With `--baseline`, both
 children run again against the `ingestion` package of that tree, so two snapshot formats are
 compared on the same machine in one run.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -42,7 +48,6 @@ def write_child(folder: Path, fill_batches: int) -> dict:
     from ingestion.events import decode_batch, validate_event
     from ingestion.main import GC_THRESHOLDS
     from ingestion.store.memory import MemoryStore
-    from ingestion.store.snapshot import write_atomically
     from loadtest.generator import build_template
 
     gc.set_threshold(*GC_THRESHOLDS)
@@ -58,10 +63,40 @@ def write_child(folder: Path, fill_batches: int) -> dict:
     path = folder / SNAPSHOT_NAME
     started = time.perf_counter()
     try:
-        write_atomically(path, store._capture(0).frames())
+        capture = store._capture(0)
+        captured = time.perf_counter()
+        steps = write_timing_steps(path, capture.frames())
     finally:
         gc.unfreeze()
-    return {"write_seconds": time.perf_counter() - started, "bytes": path.stat().st_size}
+    return {
+        "capture_ms": (captured - started) * 1000,
+        "write_seconds": time.perf_counter() - started,
+        "bytes": path.stat().st_size,
+        "longest_step_ms": max(steps) * 1000,
+        "steps_over_10_ms": sum(step > 0.010 for step in steps),
+        "step_seconds": sum(steps),
+    }
+
+
+def write_timing_steps(path: Path, chunks) -> list[float]:
+    """Write and sync the chunks as a compaction does, returning the seconds each one took to build.
+
+    In process, the service builds one chunk per turn of its event loop, so the longest build is
+    the longest a compaction makes event requests wait.
+    """
+    steps = []
+    iterator = iter(chunks)
+    with open(path, "wb") as handle:
+        while True:
+            started = time.perf_counter()
+            chunk = next(iterator, None)
+            if chunk is None:
+                break
+            steps.append(time.perf_counter() - started)
+            handle.write(chunk)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return steps
 
 
 def load_child(folder: Path) -> dict:
@@ -124,7 +159,11 @@ def report(figures: dict[str, dict], fill_batches: int) -> str:
     ]
     rows = [
         ("snapshot MB", "bytes", 1e-6, "{:,.0f}"),
+        ("capture ms (event requests wait)", "capture_ms", 1, "{:.0f}"),
         ("write s", "write_seconds", 1, "{:.1f}"),
+        ("encoding steps on the event loop, s", "step_seconds", 1, "{:.2f}"),
+        ("longest step ms", "longest_step_ms", 1, "{:.1f}"),
+        ("steps over 10 ms", "steps_over_10_ms", 1, "{:,.0f}"),
         ("read s", "read_seconds", 1, "{:.1f}"),
         ("restore s", "restore_seconds", 1, "{:.1f}"),
         ("resident MB grown by loading", "resident_growth", 1e-6, "{:,.0f}"),
