@@ -251,8 +251,12 @@ class AppState:
         return found
 
     def add_install(self, keys: tuple[str, ...], record: Record) -> None:
+        installs = self.installs
+        capture = self.store.open_capture
+        if capture is not None and capture.unindexed is not None:
+            capture.unindexed.extend((key, installs[key]) for key in keys if key in installs)
         for key in keys:
-            self.installs[key] = record
+            installs[key] = record
         horizon = self.settings.reinstall_window_s + self.store.limits.late_arrival_s
         bucket = int((record.install_time + horizon) // HOUR) + 1
         entry = InstallEntry(self.code, keys, record)
@@ -310,11 +314,15 @@ class AppState:
         self.store.live_touches -= 1
 
     def remove_install(self, keys: tuple[str, ...], record: Record) -> bool:
+        capture = self.store.open_capture
+        unindexed = capture.unindexed if capture is not None else None
         removed = False
         for key in keys:
             if self.installs.get(key) is record:
                 del self.installs[key]
                 removed = True
+                if unindexed is not None:
+                    unindexed.append((key, record))
         return removed
 
     def expire(self) -> tuple[int, int]:
@@ -542,8 +550,8 @@ class MemoryStore(Store):
         """Take references to the state as it is now, for a snapshot that includes segments up to `generation`.
 
         Event requests wait while it runs, so it only takes views of the chunked queues and
-        makes C-level copies of each app's install index and records. That took 0.044 s at the
-        store's default bounds, in process on the AMD EPYC VM of docs/benchmarks.md.
+        makes a C-level copy of each app's record list. At the store's default bounds that
+        took 13 ms in process (`python -m loadtest.bench_snapshot`, docs/benchmarks.md).
         ``Capture.frames`` does the encoding later.
         """
         states = list(self.states.values())
@@ -556,7 +564,7 @@ class MemoryStore(Store):
                     code=state.code,
                     watermark=state.watermark,
                     revenue=[(n, c, cur, line[0], line[1]) for (n, c, cur), line in state.revenue.items()],
-                    installs_by_key=state.installs.copy(),
+                    installs_by_key=state.installs,
                     records=state.live_records(),
                 )
                 for state in states

@@ -214,3 +214,41 @@ async def test_writer_yields_in_proportion(tmp_path, monkeypatch):
     # The fake clock moves one second between the readings around each chunk.
     assert pauses == [4.0, 4.0, 4.0]
     assert path.read_bytes() == b"onetwothree"
+
+
+async def test_install_superseded_under_every_key_left_out(make_harness):
+    harness = await make_harness()
+    store = harness.store
+    # Each later send is an earlier install on a shared device key, so it takes that key over.
+    await harness.send(event("install", "install-a", T + 100, gaid="g1", android_id="a1"))
+    await harness.send(event("install", "install-b", T, gaid="g1"))
+    await harness.send(event("install", "install-c", T + 100, gaid="g2"))
+    await harness.send(event("install", "install-d", T, gaid="g2"))
+
+    path = store.data_dir / "captured.msgpack"
+    write_atomically(path, store._capture(generation=1).frames())
+    gc.unfreeze()
+    [app] = read_snapshot(path).apps
+    # install-a keeps android_id:a1, so it stays; install-c lost its only key to install-d.
+    assert [(keys, record.install_event_id) for keys, record in app.installs] == [
+        (("gaid:g1", "android_id:a1"), "install-a"),
+        (("gaid:g1",), "install-b"),
+        (("gaid:g2",), "install-d"),
+    ]
+
+
+async def test_capture_keeps_install_whose_key_moves_on(make_harness):
+    harness = await make_harness()
+    store = harness.store
+    await harness.send(event("install", "install-a", T + 100, gaid="g1"))
+    capture = store.open_capture = store._capture(generation=1)
+    # An earlier install on the same device arrives after the capture and takes gaid:g1 over.
+    await harness.send(event("install", "install-b", T, gaid="g1"))
+    store.open_capture = None
+    assert store.states[harness.settings.app_id].installs["gaid:g1"].install_event_id == "install-b"
+
+    path = store.data_dir / "captured.msgpack"
+    write_atomically(path, capture.frames())
+    gc.unfreeze()
+    [app] = read_snapshot(path).apps
+    assert [(keys, record.install_event_id) for keys, record in app.installs] == [(("gaid:g1",), "install-a")]
