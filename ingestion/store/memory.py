@@ -254,7 +254,10 @@ class AppState:
         installs = self.installs
         capture = self.store.open_capture
         if capture is not None and capture.unindexed is not None:
-            capture.unindexed.extend((key, installs[key]) for key in keys if key in installs)
+            frontier, last = capture.install_frontier, capture.seq
+            capture.unindexed.extend(
+                (key, installs[key]) for key in keys if key in installs and frontier <= installs[key].seq <= last
+            )
         for key in keys:
             installs[key] = record
         horizon = self.settings.reinstall_window_s + self.store.limits.late_arrival_s
@@ -299,7 +302,7 @@ class AppState:
     def remove_touch(self, touch: Touch) -> None:
         touch.alive = False
         capture = self.store.open_capture
-        if capture is not None and capture.killed is not None:
+        if capture is not None and capture.killed is not None and capture.touch_frontier <= touch.seq <= capture.seq:
             capture.killed.append(touch)
         if touch.is_click:
             if touch.click_id is not None:
@@ -315,7 +318,9 @@ class AppState:
 
     def remove_install(self, keys: tuple[str, ...], record: Record) -> bool:
         capture = self.store.open_capture
-        unindexed = capture.unindexed if capture is not None else None
+        unindexed = None
+        if capture is not None and capture.install_frontier <= record.seq <= capture.seq:
+            unindexed = capture.unindexed
         removed = False
         for key in keys:
             if self.installs.get(key) is record:
@@ -584,19 +589,26 @@ class MemoryStore(Store):
         self.seen_order = ChunkedQueue(key for key, _received in snapshot.seen)
         self.seen_times = ChunkedQueue(received for _key, received in snapshot.seen)
         touches: list[tuple[AppState, Touch]] = []
+        installs: list[tuple[AppState, tuple[str, ...], Record]] = []
+        records: list[tuple[AppState, Record]] = []
         for saved in snapshot.apps:
             state = self._state_for(saved.app_id)
             state.watermark = saved.watermark
             if state.settings is None:
                 continue
             touches.extend((state, touch) for touch in saved.touches)
-            for keys, record in saved.installs:
-                state.add_install(keys, record)
-            for record in saved.records:
-                state.add_record(record)
+            installs.extend((state, keys, record) for keys, record in saved.installs)
+            records.extend((state, record) for record in saved.records)
             for network, campaign, currency, amount, count in saved.revenue:
                 state.revenue[(network, campaign, currency)] = [amount, count]
-        # Restore touches in arrival order across apps so eviction stays oldest-first.
+        # Restore in arrival order across apps, so that eviction stays oldest first and the
+        # queues stay in seq order, as a capture's writer expects (see Capture.touch_frontier).
+        installs.sort(key=lambda entry: entry[2].seq)
+        for state, keys, record in installs:
+            state.add_install(keys, record)
+        records.sort(key=lambda pair: pair[1].seq)
+        for state, record in records:
+            state.add_record(record)
         touches.sort(key=lambda pair: pair[1].seq)
         for state, touch in touches:
             state.add_touch(touch)

@@ -1,16 +1,21 @@
 """The embedded store's snapshot file, written as a stream of frames.
 
 A compaction must not hold event requests while the whole state is encoded: at the store's
-bounds that took 16 s on one core. So the state is captured first, which copies references
-only (the duplicate filter's queues, the touch and install queues, each app's record list)
-and takes 0.28 s at full bounds on the benchmark machine. The capture is then encoded a
-frame at a time, between event requests, and the store goes on changing meanwhile. Records
-and installs never change once made. A touch changes only in its ``alive`` flag, so the store
-lists the touches it removes while the capture is open, and those are written as alive.
+bounds that took 16 s on one core. So the state is captured first, which takes references
+only (views of the duplicate filter's, touch and install queues, each app's install index and
+a copy of its record list) and took 13 ms at the store's bounds. The capture is then encoded
+a frame at a time, between event requests, and the store goes on changing meanwhile. Records
+and installs never change once made. A touch changes only in its ``alive`` flag, and an
+install index only in which record each key points at. So while the capture is open the store
+lists the touches it removes and the index entries it overwrites or deletes, and the writer
+reads touches and installs first, so that it soon gets ahead of the store's evictions and
+those lists stop growing.
 
 File format (version 3): the bytes ``UMGSNAP3``, then frames of a 4-byte big-endian length
 and a msgpack document each: one ``Header``, any number of ``SeenFrame``, ``TouchFrame``,
 ``RecordFrame`` and ``InstallRefFrame``, and an ``EndFrame`` that counts the frames before it.
+The first three kinds may come in any order, and every ``InstallRefFrame`` after every
+``RecordFrame``.
 An install whose record is in a ``RecordFrame`` names it by seq instead of repeating it, so
 the record is written once and loads as one object shared by the install index and the
 record list. Version 2 (``UMGSNAP2``) wrote every install's record in full in an
@@ -24,7 +29,7 @@ import asyncio
 import gc
 import os
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from operator import attrgetter
@@ -33,7 +38,7 @@ from time import perf_counter
 
 import msgspec
 
-from ingestion.model import Record, Touch
+from ingestion.model import InstallEntry, Record, Touch
 from ingestion.store.chunked import QueueView
 
 MAGIC = b"UMGSNAP3"
@@ -42,11 +47,14 @@ MAGIC_VERSION_2 = b"UMGSNAP2"
 # Items per frame. A frame of 10,000 touches encodes in a few milliseconds, so an event
 # request waits at most that long behind the snapshot.
 FRAME_ITEMS = 10_000
-# Installs per frame: each one costs a look-up of its device keys in its app's index. At the
-# store's bounds 10,000 installs took 9.5 ms against 2.7 ms for 10,000 touches, in process.
-INSTALL_FRAME_ITEMS = 5_000
+# Installs tested between two turns of the event loop: each costs a look-up of its device keys
+# in its app's index. At the store's bounds 10,000 took 9.5 ms, in process.
+INSTALL_STEP_ITEMS = 5_000
 # Duplicate-filter entries per frame: two list slices, so cheaper per entry than a touch.
 SEEN_FRAME_ITEMS = 50_000
+# Items of a list the store adds to while a capture is open, read between two turns of the
+# event loop. A list read in one go held the loop for 281 ms at the store's bounds.
+CATCH_UP_ITEMS = 20_000
 # References dropped between two turns of the event loop once a part of a capture is written.
 # Each drop reads the object's header, a cache miss in a heap of gigabytes: at the store's
 # bounds 100,000 drops of records took 30 ms, so a step drops a tenth of that.
@@ -181,11 +189,18 @@ class Capture:
     # TouchEntry and InstallEntry items, in arrival order.
     touches: QueueView
     installs: QueueView
-    # None once the touch frames are written, when the store may stop listing removed touches.
+    # Touches the store removed while the capture was open; None once the touch frames are written.
     killed: list[Touch] | None = field(default_factory=list)
     # (device key, record) for each install index entry that the store overwrote or deleted
-    # while the capture was open; None once the install frames are written.
+    # while the capture was open; None once the current installs are known.
     unindexed: list[tuple[str, Record]] | None = field(default_factory=list)
+    # The writer has read every queued touch, and tested every queued install, whose seq is
+    # below these, so the store need not list them, nor any with a seq past ``seq``, which the
+    # capture does not hold. Both queues are in seq order (seqs are given in arrival order,
+    # and a restore sorts by seq). The store evicts oldest first and the writer reads oldest
+    # first, so once the writer is ahead the two lists stop growing.
+    touch_frontier: int = 0
+    install_frontier: int = 0
 
     def frames(self) -> Iterator[bytes]:
         """Yield the file's bytes: the magic, then one length-prefixed frame at a time.
@@ -204,36 +219,45 @@ class Capture:
 
         headers = [AppHeader(app.app_id, app.code, app.watermark, app.revenue) for app in self.apps]
         yield framed(Header(FORMAT_VERSION, self.seq, self.journal_generation, headers))
+        # Touches and installs first, a step of each in turn. The store lists what it removes
+        # of them until the writer has read past it, so both must be read early and at once.
+        touch_steps: Iterator[bytes] | None = self._touch_frames(framed)
+        install_steps: Generator[bytes, None, list[InstallEntry]] | None = self._current_installs()
+        current: list[InstallEntry] = []
+        while touch_steps is not None or install_steps is not None:
+            if touch_steps is not None:
+                chunk = next(touch_steps, None)
+                if chunk is None:
+                    touch_steps = None
+                else:
+                    yield chunk
+            if install_steps is not None:
+                try:
+                    yield next(install_steps)
+                except StopIteration as finished:
+                    current = finished.value
+                    install_steps = None
         for ids, times in zip(self.seen_ids.slices(SEEN_FRAME_ITEMS), self.seen_times.slices(SEEN_FRAME_ITEMS)):
             yield framed(SeenFrame(ids, times))
         yield from _release(self.seen_ids)
         yield from _release(self.seen_times)
-        yield from self._touch_frames(framed)
-        yield from _release(self.touches)
-        killed, self.killed = self.killed, None
-        yield from _release(killed)
         for position, app in enumerate(self.apps):
             for start in range(0, len(app.records), FRAME_ITEMS):
                 yield framed(RecordFrame(position, app.records[start : start + FRAME_ITEMS]))
-        yield from self._install_frames(framed)
-        yield from _release(self.installs)
-        unindexed, self.unindexed = self.unindexed, None
-        yield from _release(unindexed)
+        yield from self._install_frames(framed, current)
+        yield from _release(current)
         for app in self.apps:
             yield from _release(app.records)
         yield framed(EndFrame(count))
 
     def _touch_frames(self, framed) -> Iterator[bytes]:
         app_index = self.app_index
+        killed = self.killed
         killed_seqs: set[int] = set()
         killed_seen = 0
         for frame_touches in self.touches.slices(FRAME_ITEMS):
             # The store goes on adding to killed while the frames are written.
-            killed_count = len(self.killed)
-            killed_seqs.update(map(_seq, self.killed[killed_seen:killed_count]))
-            killed_seen = killed_count
-            # Keep the growing set out of the young generations (see _keep_from_collector).
-            _keep_from_collector()
+            killed_seen = yield from _catch_up(killed, killed_seen, killed_seqs, _seq)
             positions = []
             touches = []
             for entry in frame_touches:
@@ -245,50 +269,88 @@ class Capture:
                     touch = msgspec.structs.replace(touch, alive=True)
                 positions.append(app_index[entry.code])
                 touches.append(touch)
+            self.touch_frontier = frame_touches[-1].touch.seq + 1
             if touches:
                 yield framed(TouchFrame(positions, touches))
+        self.killed = None
+        yield from _release(killed)
+        yield from _release(killed_seqs)
+        yield from _release(self.touches)
 
-    def _install_frames(self, framed) -> Iterator[bytes]:
-        # An install was current at the capture when one of its device keys pointed at it then.
-        # A key is only ever pointed at a new record, never back at an earlier one, so that is
-        # when one of its keys points at it now or was listed in unindexed. A set of the current
-        # records' seqs, built first, grew to millions of entries, and its last table rebuild
-        # held the event loop for 96 ms. A copy of each index, taken while requests waited at
-        # the gate, took 0.1 to 0.2 s at the store's bounds.
+    def _current_installs(self) -> Generator[bytes, None, list[InstallEntry]]:
+        """Return the install queue's entries that were current at the capture, in queue order.
+
+        An install was current when one of its device keys pointed at it then. A key is only
+        ever pointed at a new record, never back at an earlier one, so that is when one of its
+        keys points at it now or was listed in ``unindexed``.
+        """
         unindexed = self.unindexed
         dropped: set[tuple[str, int]] = set()
         dropped_seen = 0
-        app_index = self.app_index
         indexes = [app.installs_by_key for app in self.apps]
+        app_index = self.app_index
+        current = []
+        for step_installs in self.installs.slices(INSTALL_STEP_ITEMS):
+            # The store goes on adding to unindexed between these steps.
+            dropped_seen = yield from _catch_up(unindexed, dropped_seen, dropped, _key_and_seq)
+            for entry in step_installs:
+                record = entry.record
+                index = indexes[app_index[entry.code]]
+                for key in entry.keys:
+                    if index.get(key) is record or (key, record.seq) in dropped:
+                        current.append(entry)
+                        break
+            self.install_frontier = step_installs[-1].record.seq + 1
+            # Keep the growing list out of the young generations (see _keep_from_collector).
+            _keep_from_collector()
+            yield b""
+        self.unindexed = None
+        yield from _release(unindexed)
+        yield from _release(dropped)
+        yield from _release(self.installs)
+        return current
+
+    def _install_frames(self, framed, current: list[InstallEntry]) -> Iterator[bytes]:
+        app_index = self.app_index
         # An app's records are in seq order and the oldest leave first, so an install's record
         # was written in a RecordFrame exactly when its seq is at least the first written one.
         first_written = [app.records[0].seq if app.records else None for app in self.apps]
-        for frame_installs in self.installs.slices(INSTALL_FRAME_ITEMS):
-            # The store goes on adding to unindexed while the frames are written.
-            dropped_count = len(unindexed)
-            dropped.update((key, record.seq) for key, record in unindexed[dropped_seen:dropped_count])
-            dropped_seen = dropped_count
-            _keep_from_collector()
+        for start in range(0, len(current), FRAME_ITEMS):
             positions = []
             keys = []
             records: list[int | Record] = []
-            for entry in frame_installs:
+            for entry in current[start : start + FRAME_ITEMS]:
                 position = app_index[entry.code]
-                record = entry.record
-                index = indexes[position]
-                for key in entry.keys:
-                    if index.get(key) is record or (key, record.seq) in dropped:
-                        break
-                else:
-                    continue
                 positions.append(position)
                 keys.append(entry.keys)
-                seq = record.seq
+                seq = entry.record.seq
                 first = first_written[position]
-                records.append(seq if first is not None and seq >= first else record)
-            if positions:
-                yield framed(InstallRefFrame(positions, keys, records))
-        yield from _release(dropped)
+                records.append(seq if first is not None and seq >= first else entry.record)
+            yield framed(InstallRefFrame(positions, keys, records))
+
+
+def _key_and_seq(unindexed: tuple[str, Record]) -> tuple[str, int]:
+    return unindexed[0], unindexed[1].seq
+
+
+def _catch_up(log: list, done: int, into: set, key: Callable) -> Generator[bytes, None, int]:
+    """Add ``key`` of each item of ``log`` past ``done`` to ``into``; return how many items are in.
+
+    The store appends to ``log`` between two turns of the event loop. The items there when
+    this starts go in at most CATCH_UP_ITEMS per turn. Those added meanwhile go in at the end,
+    in the same turn as the caller's next step, so the caller sees every item and this ends
+    however fast the store appends.
+    """
+    present = len(log)
+    while done < present:
+        end = min(present, done + CATCH_UP_ITEMS)
+        into.update(map(key, log[done:end]))
+        done = end
+        # Keep the growing set out of the young generations (see _keep_from_collector).
+        _keep_from_collector()
+        yield b""
+    into.update(map(key, log[done:]))
+    return len(log)
 
 
 def _keep_from_collector() -> None:

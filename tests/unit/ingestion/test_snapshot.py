@@ -8,11 +8,11 @@ import gc
 import msgspec
 import pytest
 
-from ingestion.model import Record
+from ingestion.model import AppSettings, Record
 from ingestion.store import snapshot
 from ingestion.store.memory import MemoryLimits
 from ingestion.store.snapshot import MAGIC, SnapshotError, read_snapshot, write_atomically
-from tests.unit.ingestion.helpers import T, Harness, event, open_store
+from tests.unit.ingestion.helpers import T, Harness, event, open_store, register
 
 
 def funnel(number: int) -> list[dict]:
@@ -252,3 +252,92 @@ async def test_capture_keeps_install_whose_key_moves_on(make_harness):
     gc.unfreeze()
     [app] = read_snapshot(path).apps
     assert [(keys, record.install_event_id) for keys, record in app.installs] == [(("gaid:g1",), "install-a")]
+
+
+async def test_capture_survives_evictions_between_chunks(make_harness, monkeypatch):
+    # One item per frame, step and catch-up, so every removal lands between two chunks.
+    for name in ("FRAME_ITEMS", "INSTALL_STEP_ITEMS", "CATCH_UP_ITEMS", "RELEASE_ITEMS"):
+        monkeypatch.setattr(snapshot, name, 1)
+    harness = await make_harness(limits=MemoryLimits(max_touches=4, max_installs=4, max_records=4))
+    store = harness.store
+    for number in range(4):
+        await harness.send(*funnel(number))
+    capture = store.open_capture = store._capture(generation=1)
+    chunks = []
+    sent = 4
+    for chunk in capture.frames():
+        chunks.append(chunk)
+        # Each funnel evicts the oldest click, install and record.
+        await harness.send(*funnel(sent))
+        sent += 1
+    store.open_capture = None
+    gc.unfreeze()
+    assert sent > 8
+
+    path = store.data_dir / "captured.msgpack"
+    path.write_bytes(b"".join(chunks))
+    [app] = read_snapshot(path).apps
+    assert [touch.event_id for touch in app.touches] == ["click-0", "click-1", "click-2", "click-3"]
+    assert all(touch.alive for touch in app.touches)
+    assert [record.install_event_id for _keys, record in app.installs] == [f"install-{n}" for n in range(4)]
+    assert [record.install_event_id for record in app.records] == [f"install-{n}" for n in range(4)]
+    # The writer read past the evicted entries, so the store stopped listing them.
+    assert capture.touch_frontier > 0
+    assert capture.install_frontier > 0
+
+
+def test_catch_up_ends_while_log_grows(monkeypatch):
+    monkeypatch.setattr(snapshot, "CATCH_UP_ITEMS", 2)
+    log = list(range(5))
+    into: set[int] = set()
+    steps = snapshot._catch_up(log, 0, into, lambda item: item)
+    turns = 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as finished:
+            done = finished.value
+            break
+        # The store appends faster than a turn reads.
+        log.extend(range(100 + 3 * turns, 103 + 3 * turns))
+        turns += 1
+
+    assert turns == 3
+    assert done == len(log) == 14
+    assert into == set(log)
+
+
+async def test_restore_queues_installs_and_records_in_arrival_order(make_harness):
+    harness = await make_harness()
+    other = AppSettings(app_id="other.android", platform="android")
+    await register(harness.store, other)
+    for number in range(3):
+        await harness.send(*funnel(number))
+        await harness.send(*funnel(10 + number), settings=other)
+
+    reopened = await reopen(harness)
+    try:
+        store = reopened.store
+        codes = [store.states[app_id].code for app_id in (harness.settings.app_id, "other.android")]
+        # Both apps' installs and records come back interleaved as they arrived, not app by app.
+        assert [entry.code for entry in store.install_order] == codes * 3
+        assert [state.code for state in store.record_order] == codes * 3
+        seqs = [entry.record.seq for entry in store.install_order]
+        assert seqs == sorted(seqs)
+    finally:
+        await reopened.store.stop()
+
+
+async def test_store_lists_only_captured_removals(make_harness):
+    harness = await make_harness(limits=MemoryLimits(max_touches=4, max_installs=4, max_records=4))
+    store = harness.store
+    for number in range(4):
+        await harness.send(*funnel(number))
+    capture = store.open_capture = store._capture(generation=1)
+    # Six more funnels evict the four captured clicks and installs, then two taken after.
+    for number in range(4, 10):
+        await harness.send(*funnel(number))
+    store.open_capture = None
+
+    assert [touch.event_id for touch in capture.killed] == [f"click-{n}" for n in range(4)]
+    assert [record.install_event_id for _key, record in capture.unindexed] == [f"install-{n}" for n in range(4)]
