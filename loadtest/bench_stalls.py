@@ -64,9 +64,16 @@ class CollectorClock:
 def table_sizes(store, state) -> dict[str, int]:
     """Return the allocated size of each dict of the app's state and of the duplicate filter.
 
-    sys.getsizeof of a dict or set changes only when its table is reallocated.
+    sys.getsizeof of a dict or set changes only when its table is reallocated. Of a table kept
+    in parts by age, only the newest part grows, so its size stands for the table's; it also
+    changes when a new part starts.
     """
+    from ingestion.store.aged import AgedDict
+
     sizes = {name: sys.getsizeof(value) for name, value in vars(state).items() if isinstance(value, dict)}
+    sizes.update(
+        (name, sys.getsizeof(value.parts[-1])) for name, value in vars(state).items() if isinstance(value, AgedDict)
+    )
     sizes["duplicate filter"] = sum(map(sys.getsizeof, store.seen_shards))
     return sizes
 
@@ -127,7 +134,8 @@ def run(fill_batches: int, batches: int, slow_ms: float) -> tuple[list[float], l
 def format_report(durations: list[float], slow: list[SlowBatch], collections_by_generation, args) -> str:
     ordered = sorted(durations)
     lines = [
-        f"{len(durations):,} batches after {args.fill_batches:,}: p50 {ordered[len(ordered) // 2]:.1f} ms, "
+        f"{len(durations):,} batches after {args.fill_batches:,}: mean {sum(durations) / len(durations):.2f} ms, "
+        f"p50 {ordered[len(ordered) // 2]:.1f} ms, "
         f"p99 {ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]:.1f} ms, slowest {ordered[-1]:.0f} ms",
         "collections by generation: " + (", ".join(
             f"{generation}: {count}" for generation, count in sorted(collections_by_generation.items())) or "none"),

@@ -43,6 +43,7 @@ from exporters.tracing import child_span
 from ingestion.engine import Outcome, attribute_batch
 from ingestion.events import Event
 from ingestion.model import AppSettings, InstallEntry, Record, StoredApp, Touch, TouchEntry
+from ingestion.store.aged import AgedDict
 from ingestion.store.chunked import ChunkedQueue
 from ingestion.store.base import RecordQuery, RevenueLine, Store, StoreUnavailable
 from ingestion.store.forking import ForkedCall, fork_call, fork_supported, memory_headroom_bytes, resident_bytes
@@ -146,7 +147,7 @@ class AppState:
         self.installs: dict[str, Record] = {}
         self.install_buckets: dict[int, list[InstallEntry]] = {}
         self.install_bucket_heap: list[int] = []
-        self.records: dict[str, Record] = {}
+        self.records: AgedDict[str, Record] = AgedDict()
         self.record_list: list[Record] = []
         self.record_start = 0
         self.revenue: dict[tuple[str | None, str | None, str], list] = {}
@@ -352,8 +353,7 @@ class AppState:
         record = self.record_list[self.record_start]
         self.record_list[self.record_start] = None  # type: ignore[call-overload]
         self.record_start += 1
-        if self.records.get(record.install_event_id) is record:
-            del self.records[record.install_event_id]
+        self.records.discard(record.install_event_id, record)
         if self.record_start > 1024 and self.record_start * 2 > len(self.record_list):
             del self.record_list[: self.record_start]
             self.record_start = 0
