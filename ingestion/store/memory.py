@@ -255,10 +255,10 @@ class AppState:
         installs = self.installs
         capture = self.store.open_capture
         if capture is not None and capture.unindexed is not None:
-            frontier, last = capture.install_frontier, capture.seq
-            capture.unindexed.extend(
-                (key, installs[key]) for key in keys if key in installs and frontier <= installs[key].seq <= last
-            )
+            for key in keys:
+                previous = installs.get(key)
+                if previous is not None and capture.install_frontier <= previous.seq <= capture.seq:
+                    capture.unindexed.append((key, previous))
         for key in keys:
             installs[key] = record
         horizon = self.settings.reinstall_window_s + self.store.limits.late_arrival_s

@@ -31,6 +31,7 @@ import os
 import struct
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from decimal import Decimal
 from operator import attrgetter
 from pathlib import Path
@@ -221,22 +222,12 @@ class Capture:
         yield framed(Header(FORMAT_VERSION, self.seq, self.journal_generation, headers))
         # Touches and installs first, a step of each in turn. The store lists what it removes
         # of them until the writer has read past it, so both must be read early and at once.
-        touch_steps: Iterator[bytes] | None = self._touch_frames(framed)
-        install_steps: Generator[bytes, None, list[InstallEntry]] | None = self._current_installs()
         current: list[InstallEntry] = []
-        while touch_steps is not None or install_steps is not None:
-            if touch_steps is not None:
-                chunk = next(touch_steps, None)
-                if chunk is None:
-                    touch_steps = None
-                else:
-                    yield chunk
-            if install_steps is not None:
-                try:
-                    yield next(install_steps)
-                except StopIteration as finished:
-                    current = finished.value
-                    install_steps = None
+        for touch_chunk, install_chunk in zip_longest(self._touch_frames(framed), self._select_installs(current)):
+            if touch_chunk is not None:
+                yield touch_chunk
+            if install_chunk is not None:
+                yield install_chunk
         for ids, times in zip(self.seen_ids.slices(SEEN_FRAME_ITEMS), self.seen_times.slices(SEEN_FRAME_ITEMS)):
             yield framed(SeenFrame(ids, times))
         yield from _release(self.seen_ids)
@@ -277,8 +268,8 @@ class Capture:
         yield from _release(killed_seqs)
         yield from _release(self.touches)
 
-    def _current_installs(self) -> Generator[bytes, None, list[InstallEntry]]:
-        """Return the install queue's entries that were current at the capture, in queue order.
+    def _select_installs(self, current: list[InstallEntry]) -> Iterator[bytes]:
+        """Append to ``current`` the install queue's entries that were current at the capture.
 
         An install was current when one of its device keys pointed at it then. A key is only
         ever pointed at a new record, never back at an earlier one, so that is when one of its
@@ -289,7 +280,6 @@ class Capture:
         dropped_seen = 0
         indexes = [app.installs_by_key for app in self.apps]
         app_index = self.app_index
-        current = []
         for step_installs in self.installs.slices(INSTALL_STEP_ITEMS):
             # The store goes on adding to unindexed between these steps.
             dropped_seen = yield from _catch_up(unindexed, dropped_seen, dropped, _key_and_seq)
@@ -308,7 +298,6 @@ class Capture:
         yield from _release(unindexed)
         yield from _release(dropped)
         yield from _release(self.installs)
-        return current
 
     def _install_frames(self, framed, current: list[InstallEntry]) -> Iterator[bytes]:
         app_index = self.app_index
