@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from ingestion.store.chunked import CHUNK_ITEMS, ChunkedQueue
@@ -69,6 +71,21 @@ def test_long_tail_is_cut_into_chunks():
     assert [len(chunk) for chunk in queue.chunks] == [CHUNK_ITEMS] * 5 + [1]
     assert queue.tail == []
     assert list(queue) == list(range(5 * CHUNK_ITEMS + 1))
+
+
+def test_sealed_chunks_leave_the_collector():
+    # The store's queues contain strings, floats and gc=False structs. A collection of the middle
+    # generation traversed every sealed chunk while the chunks were lists.
+    queue = ChunkedQueue()
+    queue.tail.extend(f"id-{n}" for n in range(2 * CHUNK_ITEMS + 1))
+    queue.seal()
+    queue.tail.append("open")
+
+    gc.collect()
+
+    assert len(queue.chunks) == 3
+    assert not any(gc.is_tracked(chunk) for chunk in queue.chunks)
+    assert list(queue) == [f"id-{n}" for n in range(2 * CHUNK_ITEMS + 1)] + ["open"]
 
 
 def test_queue_built_from_items_keeps_order():
