@@ -42,19 +42,25 @@ class SlowBatch:
 
 
 class CollectorClock:
-    """Time the collector spends, and the generations it collects, between two resets."""
+    """Time the collector spends, and the generations it collects, between two resets.
+
+    ``pauses`` keeps the milliseconds of every collection by generation, across resets.
+    """
 
     def __init__(self) -> None:
         self.seconds = 0.0
         self.generations: list[int] = []
+        self.pauses: dict[int, list[float]] = collections.defaultdict(list)
         self._started = 0.0
 
     def __call__(self, phase: str, info: dict) -> None:
         if phase == "start":
             self._started = time.perf_counter()
         else:
-            self.seconds += time.perf_counter() - self._started
+            seconds = time.perf_counter() - self._started
+            self.seconds += seconds
             self.generations.append(info["generation"])
+            self.pauses[info["generation"]].append(seconds * 1000)
 
     def reset(self) -> None:
         self.seconds = 0.0
@@ -71,6 +77,12 @@ def table_sizes(store, state) -> dict[str, int]:
     from ingestion.store.aged import AgedDict
 
     sizes = {name: sys.getsizeof(value) for name, value in vars(state).items() if isinstance(value, dict)}
+    # A table spread over dicts by key hash (ingestion.store.shards): any shard's rebuild counts.
+    sizes.update(
+        (name, sum(map(sys.getsizeof, value)))
+        for name, value in vars(state).items()
+        if isinstance(value, list) and value and isinstance(value[0], dict)
+    )
     sizes.update(
         (name, sys.getsizeof(value.parts[-1])) for name, value in vars(state).items() if isinstance(value, AgedDict)
     )
@@ -78,7 +90,7 @@ def table_sizes(store, state) -> dict[str, int]:
     return sizes
 
 
-def run(fill_batches: int, batches: int, slow_ms: float) -> tuple[list[float], list[SlowBatch], collections.Counter]:
+def run(fill_batches: int, batches: int, slow_ms: float) -> tuple[list[float], list[SlowBatch], dict[int, list[float]]]:
     from ingestion.events import decode_batch, validate_event
     from ingestion.main import GC_THRESHOLDS
     from ingestion.model import AppSettings
@@ -109,7 +121,6 @@ def run(fill_batches: int, batches: int, slow_ms: float) -> tuple[list[float], l
     state = store.states[APP_ID]
     clock = CollectorClock()
     gc.callbacks.append(clock)
-    collections_by_generation: collections.Counter = collections.Counter()
     durations = []
     slow = []
     try:
@@ -121,24 +132,25 @@ def run(fill_batches: int, batches: int, slow_ms: float) -> tuple[list[float], l
             store._apply_now(settings, events, now)
             seconds = time.perf_counter() - started
             durations.append(seconds * 1000)
-            collections_by_generation.update(clock.generations)
             if seconds * 1000 > slow_ms:
                 after = table_sizes(store, state)
                 rebuilt = [name for name, size in after.items() if before.get(name) != size]
                 slow.append(SlowBatch(index, seconds * 1000, clock.seconds * 1000, list(clock.generations), rebuilt))
     finally:
         gc.callbacks.remove(clock)
-    return durations, slow, collections_by_generation
+    return durations, slow, clock.pauses
 
 
-def format_report(durations: list[float], slow: list[SlowBatch], collections_by_generation, args) -> str:
+def format_report(durations: list[float], slow: list[SlowBatch], pauses: dict[int, list[float]], args) -> str:
     ordered = sorted(durations)
     lines = [
         f"{len(durations):,} batches after {args.fill_batches:,}: mean {sum(durations) / len(durations):.2f} ms, "
         f"p50 {ordered[len(ordered) // 2]:.1f} ms, "
         f"p99 {ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]:.1f} ms, slowest {ordered[-1]:.0f} ms",
         "collections by generation: " + (", ".join(
-            f"{generation}: {count}" for generation, count in sorted(collections_by_generation.items())) or "none"),
+            f"{generation}: {len(milliseconds)} (mean {sum(milliseconds) / len(milliseconds):.1f} ms, "
+            f"slowest {max(milliseconds):.1f} ms)"
+            for generation, milliseconds in sorted(pauses.items())) or "none"),
         "",
         f"| cause of batches over {args.slow_ms:g} ms | batches | slowest ms | collector ms in the slowest |",
         "| --- | ---: | ---: | ---: |",
@@ -161,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.fill_batches < 0 or args.batches < 1 or args.slow_ms <= 0:
         parser.error("--fill-batches must be 0 or more, --batches at least 1 and --slow-ms positive")
-    durations, slow, collections_by_generation = run(args.fill_batches, args.batches, args.slow_ms)
-    print(format_report(durations, slow, collections_by_generation, args))
+    durations, slow, pauses = run(args.fill_batches, args.batches, args.slow_ms)
+    print(format_report(durations, slow, pauses, args))
     return 0
 
 

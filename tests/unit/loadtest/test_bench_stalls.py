@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from loadtest.bench_stalls import SlowBatch, main
+from loadtest.bench_stalls import CollectorClock, SlowBatch, main
 
 
 def test_cause_names_rebuilds_and_oldest_generation():
@@ -12,6 +12,20 @@ def test_cause_names_rebuilds_and_oldest_generation():
 
     assert batch.cause == "table rebuild: records, installs, collection of generation 1"
     assert SlowBatch(1, 40.0, 0.0, [], []).cause == "not identified"
+
+
+def test_clock_keeps_pauses_across_resets():
+    clock = CollectorClock()
+
+    for generation in (0, 1, 0):
+        clock("start", {"generation": generation})
+        clock("stop", {"generation": generation})
+        clock.reset()
+
+    assert sorted(clock.pauses) == [0, 1]
+    assert len(clock.pauses[0]) == 2
+    assert len(clock.pauses[1]) == 1
+    assert clock.generations == []
 
 
 def test_small_run_explains_every_slow_batch(capsys):
