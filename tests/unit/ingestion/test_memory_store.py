@@ -48,20 +48,39 @@ async def test_max_touches_evicts_oldest(make_harness):
 
 @pytest.mark.parametrize("clicks", [3, 40], ids=["tuple entry", "list entry"])
 async def test_device_with_many_clicks_evicts_oldest(make_harness, clicks):
-    """One device's clicks share an index entry, a tuple up to MAX_TUPLE_ENTRY and a list past it."""
+    """One device's clicks share an index entry: a touch, a tuple up to MAX_TUPLE_ENTRY and a list past it."""
     harness = await make_harness(limits=MemoryLimits(max_touches=clicks - 2))
     await harness.send(*(event("click", f"click-{index}", T + index, gaid="shared") for index in range(clicks)))
     state = harness.store.states[harness.settings.app_id]
-    assert [touch.event_id for touch in state.clicks_by_device_key["gaid:shared"]] == [
+    assert [touch.event_id for touch in state.clicks_by_device(("gaid:shared",))] == [
         f"click-{index}" for index in range(2, clicks)
     ]
 
     # Clicks of other devices evict the shared ones, oldest first, until none is left.
     for index in range(clicks - 2):
         await harness.send(event("click", f"other-{index}", T, gaid=f"other-{index}"))
-    assert "gaid:shared" not in state.clicks_by_device_key
+    assert list(state.clicks_by_device(("gaid:shared",))) == []
     outcome = await harness.send(event("install", "install", T + 1000, gaid="shared"))
     assert outcome.records[0].status == "organic"
+
+
+async def test_one_touch_entries_are_untracked(make_harness):
+    # An entry per indexed key that the collector tracks would be traversed by every young collection.
+    harness = await make_harness()
+    gc.disable()
+    try:
+        await harness.send(event("click", "click-1", T, gaid="single", click_id="c-1"), event("click", "click-2", T, gaid="pair"),
+                           event("click", "click-3", T + 1, gaid="pair"))
+        state = harness.store.states[harness.settings.app_id]
+
+        assert not gc.is_tracked(state.clicks_by_device_key["gaid:single"])
+        assert not gc.is_tracked(state.by_click_id["c-1"])
+        assert gc.is_tracked(state.clicks_by_device_key["gaid:pair"])
+    finally:
+        gc.enable()
+    assert [touch.event_id for touch in state.clicks_by_click_id("c-1")] == ["click-1"]
+    assert [touch.event_id for touch in state.clicks_by_device(("gaid:pair", "gaid:single"))] == [
+        "click-2", "click-3", "click-1"]
 
 
 async def test_max_records_evicts_oldest(make_harness):
