@@ -120,14 +120,16 @@ def load_child(folder: Path) -> dict:
     state = store.states[APP_ID]
     live_records = state.live_records()
     records = {id(record) for record in live_records}
-    records.update(map(id, state.installs.values()))
+    # A baseline tree older than ingestion.store.shards keeps the install index in one dict.
+    install_shards = state.installs if isinstance(state.installs, list) else [state.installs]
+    records.update(id(record) for shard in install_shards for record in shard.values())
     return {
         "read_seconds": read_seconds,
         "restore_seconds": restore_seconds,
         "resident_growth": _resident_bytes() - resident_before,
         "distinct_records": len(records),
         "records": len(live_records),
-        "installs": len(state.installs),
+        "installs": sum(map(len, install_shards)),
     }
 
 

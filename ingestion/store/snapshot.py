@@ -41,6 +41,7 @@ import msgspec
 
 from ingestion.model import InstallEntry, Record, Touch
 from ingestion.store.chunked import QueueView
+from ingestion.store.shards import SHARD_MASK, SHARD_SHIFT
 
 MAGIC = b"UMGSNAP3"
 FORMAT_VERSION = 3
@@ -162,9 +163,10 @@ class CapturedApp:
     code: int
     watermark: float
     revenue: list[tuple[str | None, str | None, str, Decimal, int]]
-    # The app's device-key index of installs, the store's own dict: the store goes on changing
-    # it, and lists in Capture.unindexed each entry it overwrites or deletes meanwhile.
-    installs_by_key: dict[str, Record]
+    # The app's device-key index of installs, the store's own dicts (spread by key hash, see
+    # shards): the store goes on changing them, and lists in Capture.unindexed each entry it
+    # overwrites or deletes meanwhile.
+    installs_by_key: list[dict[str, Record]]
     records: list[Record]
 
 
@@ -287,7 +289,7 @@ class Capture:
                 record = entry.record
                 index = indexes[app_index[entry.code]]
                 for key in entry.keys:
-                    if index.get(key) is record or (key, record.seq) in dropped:
+                    if index[(hash(key) >> SHARD_SHIFT) & SHARD_MASK].get(key) is record or (key, record.seq) in dropped:
                         current.append(entry)
                         break
             self.install_frontier = step_installs[-1].record.seq + 1

@@ -13,6 +13,7 @@ from msgspec.structs import replace
 from ingestion.model import AppSettings
 from ingestion.store import memory
 from ingestion.store.memory import HOUR, MemoryLimits
+from ingestion.store.shards import shard_of
 from tests.unit.ingestion.helpers import NOW, T, Harness, event, open_store, register
 
 
@@ -73,14 +74,26 @@ async def test_one_touch_entries_are_untracked(make_harness):
                            event("click", "click-3", T + 1, gaid="pair"))
         state = harness.store.states[harness.settings.app_id]
 
-        assert not gc.is_tracked(state.clicks_by_device_key["gaid:single"])
-        assert not gc.is_tracked(state.by_click_id["c-1"])
-        assert gc.is_tracked(state.clicks_by_device_key["gaid:pair"])
+        assert not gc.is_tracked(shard_of(state.clicks_by_device_key, "gaid:single")["gaid:single"])
+        assert not gc.is_tracked(shard_of(state.by_click_id, "c-1")["c-1"])
+        assert gc.is_tracked(shard_of(state.clicks_by_device_key, "gaid:pair")["gaid:pair"])
     finally:
         gc.enable()
     assert [touch.event_id for touch in state.clicks_by_click_id("c-1")] == ["click-1"]
     assert [touch.event_id for touch in state.clicks_by_device(("gaid:pair", "gaid:single"))] == [
         "click-2", "click-3", "click-1"]
+
+
+async def test_inline_shards_match_shard_of(make_harness):
+    # The store writes the shard expression inline, and snapshots and tests use shard_of.
+    harness = await make_harness()
+    await harness.send(*(event("click", f"click-{n}", T, gaid=f"g-{n}", click_id=f"c-{n}") for n in range(300)))
+    await harness.send(*(event("install", f"install-{n}", T + 60, gaid=f"g-{n}") for n in range(300)))
+    state = harness.store.states[harness.settings.app_id]
+
+    for table in (state.by_click_id, state.clicks_by_device_key, state.installs, harness.store.seen_shards):
+        assert sum(map(len, table)) >= 300
+        assert all(shard_of(table, key) is shard for shard in table for key in shard)
 
 
 async def test_max_records_evicts_oldest(make_harness):

@@ -11,6 +11,7 @@ import pytest
 from ingestion.model import AppSettings, Record
 from ingestion.store import snapshot
 from ingestion.store.memory import MemoryLimits
+from ingestion.store.shards import shard_items
 from ingestion.store.snapshot import MAGIC, SnapshotError, read_snapshot, write_atomically
 from tests.unit.ingestion.helpers import T, Harness, event, open_store, register
 
@@ -64,7 +65,7 @@ async def test_install_shares_loaded_record(make_harness, monkeypatch):
         state = reopened.store.states[reopened.settings.app_id]
         records = state.live_records()
         assert [record.install_event_id for record in records] == ["install-2", "install-3"]
-        indexed = {record.install_event_id: record for record in state.installs.values()}
+        indexed = {record.install_event_id: record for _key, record in shard_items(state.installs)}
         assert sorted(indexed) == ["install-0", "install-1", "install-2", "install-3"]
         assert all(indexed[record.install_event_id] is record for record in records)
         # The installs whose records had left the record list still attribute reinstalls.
@@ -245,7 +246,7 @@ async def test_capture_keeps_install_whose_key_moves_on(make_harness):
     # An earlier install on the same device arrives after the capture and takes gaid:g1 over.
     await harness.send(event("install", "install-b", T, gaid="g1"))
     store.open_capture = None
-    assert store.states[harness.settings.app_id].installs["gaid:g1"].install_event_id == "install-b"
+    assert store.states[harness.settings.app_id].first_install(("gaid:g1",)).install_event_id == "install-b"
 
     path = store.data_dir / "captured.msgpack"
     write_atomically(path, capture.frames())
