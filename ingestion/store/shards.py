@@ -9,10 +9,10 @@ fingerprint index and 0.1 s for the click-id index (`python -m loadtest.bench_st
 
 Spread over ``SHARDS`` tables, each rebuild is that size divided by ``SHARDS``. The shards take
 about the same share of the insertions and fill at about the same pace. Yet their rebuilds
-fell in different batches. The slowest of 3,000 batches at a full store took 28 to 38 ms,
-against 384 to 428 ms with whole tables. The price is about a tenth more time per batch
-(6.27 to 6.76 ms against 5.91 to 6.13 ms on average), which a plain look-up benchmark does not
-show; its cause was not found.
+fell in different batches. The slowest of 3,000 batches at a full store took 28 to 35 ms,
+against 382 to 428 ms with whole tables. The price is about a tenth more time per batch
+(6.27 to 6.76 ms against 5.91 to 6.16 ms on average). A plain benchmark of look-ups under churn
+shows no such cost, and its cause in the store was not found.
 
 A key's table is ``shards[(hash(key) >> SHARD_SHIFT) & SHARD_MASK]``. A dict or set picks a
 key's first slot from the low bits of its hash. Were the shard chosen by those bits, each
