@@ -584,9 +584,9 @@ class MemoryStore(Store):
         Event requests wait while it runs, so it only takes views of the chunked queues and
         makes a C-level copy of each app's record list. At the store's default bounds that
         took 13 ms in process (`python -m loadtest.bench_snapshot`, docs/benchmarks.md).
-        NOTE: 35 ms since the tables went into shards, because the copy's 8 MB now comes
-        with fresh pages (about 1,950 page faults); see "Queue chunks, one-touch entries and
-        tables in shards" there. ``Capture.frames`` does the encoding later.
+        NOTE: 35 ms since the tables went into shards, because glibc now hands the copy's
+        8 MB fresh pages each time (about 1,950 page faults); see "Queue chunks, one-touch
+        entries and tables in shards" there. ``Capture.frames`` does the encoding later.
         """
         states = list(self.states.values())
         return Capture(
