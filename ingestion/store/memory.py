@@ -48,6 +48,7 @@ from ingestion.store.chunked import ChunkedQueue
 from ingestion.store.base import RecordQuery, RevenueLine, Store, StoreUnavailable
 from ingestion.store.forking import ForkedCall, fork_call, fork_supported, memory_headroom_bytes, resident_bytes
 from ingestion.store.journal import Journal, JournalError, read_frames
+from ingestion.store.record_log import RecordLog
 from ingestion.store.segments import delete_segments_through, list_segments, segment_path
 from ingestion.store.shards import SHARD_MASK, SHARD_SHIFT, SHARDS, new_shards, total_keys
 from ingestion.store.snapshot import (
@@ -169,8 +170,7 @@ class AppState:
         self.install_buckets: dict[int, list[InstallEntry]] = {}
         self.install_bucket_heap: list[int] = []
         self.records: AgedDict[str, Record] = AgedDict()
-        self.record_list: list[Record] = []
-        self.record_start = 0
+        self.record_log = RecordLog()
         self.revenue: dict[tuple[str | None, str | None, str], list] = {}
         self._settings: AppSettings | None = None
         self.click_horizon = 0.0
@@ -295,7 +295,7 @@ class AppState:
 
     def add_record(self, record: Record) -> None:
         self.records[record.install_event_id] = record
-        self.record_list.append(record)
+        self.record_log.append(record)
         self.store.record_order.append(self)
 
     def add_revenue(self, network: str | None, campaign: str | None, currency: str, amount: Decimal) -> None:
@@ -377,16 +377,12 @@ class AppState:
         return touches, installs
 
     def evict_oldest_record(self) -> None:
-        record = self.record_list[self.record_start]
-        self.record_list[self.record_start] = None  # type: ignore[call-overload]
-        self.record_start += 1
+        # An open capture reads the record log in place (see record_log).
+        record = self.record_log.evict_oldest(pinned=self.store.open_capture is not None)
         self.records.discard(record.install_event_id, record)
-        if self.record_start > 1024 and self.record_start * 2 > len(self.record_list):
-            del self.record_list[: self.record_start]
-            self.record_start = 0
 
     def live_records(self) -> list[Record]:
-        return self.record_list[self.record_start :]
+        return self.record_log.live()
 
 
 class JournalEntry(msgspec.Struct, array_like=True):
@@ -581,12 +577,9 @@ class MemoryStore(Store):
     def _capture(self, generation: int) -> Capture:
         """Take references to the state as it is now, for a snapshot that includes segments up to `generation`.
 
-        Event requests wait while it runs, so it only takes views of the chunked queues and
-        makes a C-level copy of each app's record list. At the store's default bounds that
-        took 13 ms in process (`python -m loadtest.bench_snapshot`, docs/benchmarks.md).
-        NOTE: 35 ms since the tables went into shards, because glibc now hands the copy's
-        8 MB fresh pages each time (about 1,950 page faults); see "Queue chunks, one-touch
-        entries and tables in shards" there. ``Capture.frames`` does the encoding later.
+        Event requests wait while it runs, so it only takes views: of the chunked queues, and
+        of each app's record log, which stays pinned until the capture closes (see
+        record_log). ``Capture.frames`` does the encoding later.
         """
         states = list(self.states.values())
         return Capture(
@@ -599,7 +592,7 @@ class MemoryStore(Store):
                     watermark=state.watermark,
                     revenue=[(n, c, cur, line[0], line[1]) for (n, c, cur), line in state.revenue.items()],
                     installs_by_key=state.installs,
-                    records=state.live_records(),
+                    records=state.record_log.view(),
                 )
                 for state in states
             ],
@@ -918,11 +911,12 @@ class MemoryStore(Store):
         state = self.states.get(query.app_id)
         if state is None:
             return [], None
-        live = state.live_records()
-        start = _first_after(live, query.after_seq)
+        # Positions in the log's list, read without copying it: this loop never awaits.
+        items = state.record_log.items
+        start = state.record_log.first_after(query.after_seq)
         found: list[Record] = []
-        for position in range(start, len(live)):
-            record = live[position]
+        for position in range(start, len(items)):
+            record = items[position]
             if query.since is not None and record.install_time < query.since:
                 continue
             if query.until is not None and record.install_time >= query.until:
@@ -933,7 +927,7 @@ class MemoryStore(Store):
                 continue
             found.append(record)
             if len(found) == query.limit:
-                more = position + 1 < len(live)
+                more = position + 1 < len(items)
                 return found, record.seq if more else None
         return found, None
 
@@ -958,13 +952,3 @@ class MemoryStore(Store):
             "dedup": len(self.seen_order),
         }
 
-
-def _first_after(records: list[Record], seq: int) -> int:
-    low, high = 0, len(records)
-    while low < high:
-        middle = (low + high) // 2
-        if records[middle].seq <= seq:
-            low = middle + 1
-        else:
-            high = middle
-    return low

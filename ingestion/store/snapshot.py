@@ -41,6 +41,7 @@ import msgspec
 
 from ingestion.model import InstallEntry, Record, Touch
 from ingestion.store.chunked import QueueView
+from ingestion.store.record_log import RecordView
 from ingestion.store.shards import SHARD_MASK, SHARD_SHIFT
 
 MAGIC = b"UMGSNAP3"
@@ -167,7 +168,8 @@ class CapturedApp:
     # shards): the store goes on changing them, and lists in Capture.unindexed each entry it
     # overwrites or deletes meanwhile.
     installs_by_key: list[dict[str, Record]]
-    records: list[Record]
+    # The app's live records oldest first: a list, or a view of the store's record log.
+    records: list[Record] | RecordView
 
 
 @dataclass
@@ -354,7 +356,7 @@ def _keep_from_collector() -> None:
     gc.freeze()
 
 
-def _release(container: list | set | dict | QueueView) -> Iterator[bytes]:
+def _release(container: list | set | dict | QueueView | RecordView) -> Iterator[bytes]:
     """Empty a large container a chunk at a time, yielding empty chunks in between.
 
     Dropping a capture's containers at once would free millions of references in one go (and
@@ -362,6 +364,10 @@ def _release(container: list | set | dict | QueueView) -> Iterator[bytes]:
     """
     if isinstance(container, QueueView):
         for _ in container.release():
+            yield b""
+        return
+    if isinstance(container, RecordView):
+        for _ in container.release(RELEASE_ITEMS):
             yield b""
         return
     if isinstance(container, list):
