@@ -19,14 +19,14 @@ Memory is bounded three ways:
 * the duplicate filter forgets an event id ``dedup_horizon_s`` seconds after
   it was received;
 * each kind has a maximum entry count across all apps; past it the oldest
-  entries are evicted and counted.
+  entries are evicted and counted. An evicted touch or install leaves its
+  expiry bucket at a later sweep (see ``expiry``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import heapq
 import logging
 import time
 from collections import deque
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
 from itertools import repeat
+from operator import attrgetter
 from pathlib import Path
 
 import msgspec
@@ -47,6 +48,7 @@ from ingestion.store.aged import AgedDict
 from ingestion.store.chunked import ChunkedQueue
 from ingestion.store.base import RecordQuery, RevenueLine, Store, StoreUnavailable
 from ingestion.store.forking import ForkedCall, fork_call, fork_supported, memory_headroom_bytes, resident_bytes
+from ingestion.store.expiry import ExpiryBuckets
 from ingestion.store.journal import Journal, JournalError, read_frames
 from ingestion.store.record_log import RecordLog
 from ingestion.store.segments import delete_segments_through, list_segments, segment_path
@@ -141,6 +143,9 @@ def _remove_from_index(index: dict, key, item) -> None:
         del index[key]
 
 
+_touch_alive = attrgetter("alive")
+
+
 def _index_get(index: TouchIndex, key) -> "tuple[Touch, ...] | list[Touch]":
     """Return the touches of ``key`` in ``index``, oldest first."""
     items = index.get(key, ())
@@ -164,11 +169,9 @@ class AppState:
         self.clicks_by_device_key: ShardedIndex = new_shards()
         self.clicks_by_fingerprint_key: ShardedIndex = new_shards()
         self.impressions_by_device_key: ShardedIndex = new_shards()
-        self.touch_buckets: dict[int, list[Touch]] = {}
-        self.touch_bucket_heap: list[int] = []
+        self.touch_expiry: ExpiryBuckets[Touch] = ExpiryBuckets(_touch_alive)
         self.installs: list[dict[str, Record]] = new_shards()
-        self.install_buckets: dict[int, list[InstallEntry]] = {}
-        self.install_bucket_heap: list[int] = []
+        self.install_expiry: ExpiryBuckets[InstallEntry] = ExpiryBuckets(self._install_indexed)
         self.records: AgedDict[str, Record] = AgedDict()
         self.record_log = RecordLog()
         self.revenue: dict[tuple[str | None, str | None, str], list] = {}
@@ -243,11 +246,7 @@ class AppState:
             for key in touch.device_keys:
                 _index_add(shards[(hash(key) >> SHARD_SHIFT) & SHARD_MASK], key, touch)
             bucket = int((touch.time + self.impression_horizon) // HOUR) + 1
-        members = self.touch_buckets.get(bucket)
-        if members is None:
-            members = self.touch_buckets[bucket] = []
-            heapq.heappush(self.touch_bucket_heap, bucket)
-        members.append(touch)
+        self.touch_expiry.add(bucket, touch)
         store = self.store
         store.touch_order.tail.append(TouchEntry(self.code, touch))
         store.live_touches += 1
@@ -286,11 +285,7 @@ class AppState:
         horizon = self.settings.reinstall_window_s + self.store.limits.late_arrival_s
         bucket = int((record.install_time + horizon) // HOUR) + 1
         entry = InstallEntry(self.code, keys, record)
-        members = self.install_buckets.get(bucket)
-        if members is None:
-            members = self.install_buckets[bucket] = []
-            heapq.heappush(self.install_bucket_heap, bucket)
-        members.append(entry)
+        self.install_expiry.add(bucket, entry)
         self.store.install_order.tail.append(entry)
 
     def add_record(self, record: Record) -> None:
@@ -362,19 +357,24 @@ class AppState:
         """Drop touches and installs whose windows the watermark has passed."""
         current = int(self.watermark // HOUR)
         touches = 0
-        while self.touch_bucket_heap and self.touch_bucket_heap[0] <= current:
-            bucket = heapq.heappop(self.touch_bucket_heap)
-            for touch in self.touch_buckets.pop(bucket, ()):
-                if touch.alive:
-                    self.remove_touch(touch)
-                    touches += 1
+        for touch in self.touch_expiry.pop_due(current):
+            if touch.alive:
+                self.remove_touch(touch)
+                touches += 1
         installs = 0
-        while self.install_bucket_heap and self.install_bucket_heap[0] <= current:
-            bucket = heapq.heappop(self.install_bucket_heap)
-            for entry in self.install_buckets.pop(bucket, ()):
-                if self.remove_install(entry.keys, entry.record):
-                    installs += 1
+        for entry in self.install_expiry.pop_due(current):
+            if self.remove_install(entry.keys, entry.record):
+                installs += 1
         return touches, installs
+
+    def _install_indexed(self, entry: InstallEntry) -> bool:
+        """Return whether the install index still maps one of the entry's keys to its record."""
+        installs = self.installs
+        record = entry.record
+        for key in entry.keys:
+            if installs[(hash(key) >> SHARD_SHIFT) & SHARD_MASK].get(key) is record:
+                return True
+        return False
 
     def evict_oldest_record(self) -> None:
         # An open capture reads the record log in place (see record_log).
@@ -893,13 +893,21 @@ class MemoryStore(Store):
         while self.live_touches > self.limits.max_touches:
             for entry in order.take(self.live_touches - self.limits.max_touches):
                 if entry.touch.alive:
-                    self.states_by_code[entry.code].remove_touch(entry.touch)
+                    owner = self.states_by_code[entry.code]
+                    owner.remove_touch(entry.touch)
+                    owner.touch_expiry.note_eviction()
                     self.evicted["touch"] += 1
 
         install_order = self.install_order
         for entry in install_order.take(len(install_order) - self.limits.max_installs):
-            if self.states_by_code[entry.code].remove_install(entry.keys, entry.record):
+            owner = self.states_by_code[entry.code]
+            # Counted whether or not the index still had it: either way the entry may sit in a bucket.
+            owner.install_expiry.note_eviction()
+            if owner.remove_install(entry.keys, entry.record):
                 self.evicted["install"] += 1
+        # Evicted entries wait in their expiry buckets until a sweep drops them (see expiry).
+        state.touch_expiry.sweep_step()
+        state.install_expiry.sweep_step()
 
         while len(self.record_order) > self.limits.max_records:
             self.record_order.popleft().evict_oldest_record()

@@ -11,7 +11,7 @@ import pytest
 from msgspec.structs import replace
 
 from ingestion.model import AppSettings
-from ingestion.store import memory
+from ingestion.store import expiry, memory
 from ingestion.store.memory import HOUR, MemoryLimits
 from ingestion.store.shards import shard_of
 from tests.unit.ingestion.helpers import NOW, T, Harness, event, open_store, register
@@ -114,7 +114,7 @@ async def test_install_entries_untracked_by_collector(make_harness):
 
     state = harness.store.states[harness.settings.app_id]
     queued = list(harness.store.install_order)
-    bucketed = [entry for members in state.install_buckets.values() for entry in members]
+    bucketed = [entry for members in state.install_expiry.buckets.values() for entry in members]
     assert len(queued) == len(bucketed) == 3
     assert not any(gc.is_tracked(entry) for entry in queued + bucketed)
 
@@ -421,3 +421,26 @@ async def test_snapshot_rename_synced_before_journal_deleted(make_harness, monke
 
     assert steps == ["folder synced", "journal deleted", "folder synced"]
     assert not segment.exists()
+
+
+async def test_evicted_entries_leave_expiry_buckets(make_harness, monkeypatch):
+    # Event times span 200 s, far inside every window, so no bucket comes due and only sweeps drop entries.
+    monkeypatch.setattr(expiry, "MIN_SWEEP_EVICTIONS", 1)
+    harness = await make_harness(limits=MemoryLimits(max_touches=10, max_installs=10))
+    state = harness.store.states[harness.settings.app_id]
+    for batch in range(20):
+        numbers = range(10 * batch, 10 * batch + 10)
+        await harness.send(*(event("click", f"click-{n}", T + n, gaid=f"c-{n}") for n in numbers))
+        await harness.send(*(event("install", f"install-{n}", T + n, gaid=f"i-{n}") for n in numbers))
+
+    assert harness.store.evicted["touch"] == 190
+    assert harness.store.evicted["install"] == 190
+    assert state.touch_expiry.entries <= 20
+    assert state.install_expiry.entries <= 20
+    touches = [touch for members in state.touch_expiry.buckets.values() for touch in members]
+    assert {touch.event_id for touch in touches if touch.alive} == {f"click-{n}" for n in range(190, 200)}
+    # The live installs are still bucketed and still expire.
+    installs = {entry.record.install_event_id for members in state.install_expiry.buckets.values() for entry in members}
+    assert {f"install-{n}" for n in range(190, 200)} <= installs
+    state.watermark = T + 400 * 86400
+    assert state.expire() == (10, 10)

@@ -1,0 +1,138 @@
+"""ExpiryBuckets: due order, and sweeps that keep evicted entries from piling up in buckets."""
+
+from __future__ import annotations
+
+from ingestion.store import expiry
+from ingestion.store.expiry import ExpiryBuckets
+
+
+class Entry:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.live = True
+
+
+def names(entries) -> list[str]:
+    return [entry.name for entry in entries]
+
+
+def bucketed(buckets: ExpiryBuckets) -> list[str]:
+    return sorted(entry.name for members in buckets.buckets.values() for entry in members)
+
+
+def is_live(entry: Entry) -> bool:
+    return entry.live
+
+
+def test_pop_due_in_hour_order():
+    buckets = ExpiryBuckets(is_live)
+    for hour, name in ((5, "e"), (3, "c"), (4, "d"), (3, "c2")):
+        buckets.add(hour, Entry(name))
+
+    assert names(buckets.pop_due(3)) == ["c", "c2"]
+    assert buckets.entries == 2
+    assert names(buckets.pop_due(10)) == ["d", "e"]
+    assert buckets.entries == 0
+    assert list(buckets.pop_due(10)) == []
+
+
+def test_no_sweep_below_half_evicted(monkeypatch):
+    monkeypatch.setattr(expiry, "MIN_SWEEP_EVICTIONS", 1)
+    buckets = ExpiryBuckets(is_live)
+    entries = [Entry(str(number)) for number in range(5)]
+    for entry in entries:
+        buckets.add(1, entry)
+    entries[0].live = False
+    buckets.note_eviction()
+    entries[1].live = False
+    buckets.note_eviction()
+
+    buckets.sweep_step()
+    assert not buckets.sweeping
+    assert buckets.entries == 5
+
+
+def test_sweep_drops_evicted_entries(monkeypatch):
+    monkeypatch.setattr(expiry, "MIN_SWEEP_EVICTIONS", 1)
+    buckets = ExpiryBuckets(is_live)
+    entries = [Entry(str(number)) for number in range(6)]
+    for number, entry in enumerate(entries):
+        buckets.add(number % 2, entry)
+    for entry in entries[:3]:
+        entry.live = False
+        buckets.note_eviction()
+
+    buckets.sweep_step()
+    assert bucketed(buckets) == ["3", "4", "5"]
+    assert buckets.entries == 3
+    assert buckets.evictions == 0
+    assert not buckets.sweeping
+    assert names(buckets.pop_due(1)) == ["4", "3", "5"]
+
+
+def test_sweep_steps_bounded(monkeypatch):
+    monkeypatch.setattr(expiry, "MIN_SWEEP_EVICTIONS", 1)
+    monkeypatch.setattr(expiry, "SWEEP_ITEMS", 2)
+    buckets = ExpiryBuckets(is_live)
+    entries = [Entry(str(number)) for number in range(5)]
+    for entry in entries:
+        buckets.add(1, entry)
+    for entry in entries[:3]:
+        entry.live = False
+        buckets.note_eviction()
+    calls = []
+    buckets.is_live = lambda entry: calls.append(entry.name) or entry.live
+
+    buckets.sweep_step()
+    assert calls == ["0", "1"]
+    assert buckets.sweeping
+    assert buckets.entries == 5
+
+    buckets.sweep_step()
+    assert calls == ["0", "1", "2", "3"]
+    buckets.sweep_step()
+    assert not buckets.sweeping
+    assert bucketed(buckets) == ["3", "4"]
+
+
+def test_sweep_keeps_entries_added_between_steps(monkeypatch):
+    monkeypatch.setattr(expiry, "MIN_SWEEP_EVICTIONS", 1)
+    monkeypatch.setattr(expiry, "SWEEP_ITEMS", 2)
+    buckets = ExpiryBuckets(is_live)
+    entries = [Entry(str(number)) for number in range(4)]
+    for entry in entries:
+        buckets.add(1, entry)
+    for entry in entries[:2]:
+        entry.live = False
+        buckets.note_eviction()
+
+    buckets.sweep_step()
+    buckets.add(1, Entry("late"))
+    buckets.sweep_step()
+    buckets.sweep_step()
+
+    assert not buckets.sweeping
+    assert bucketed(buckets) == ["2", "3", "late"]
+    assert buckets.entries == 3
+
+
+def test_sweep_leaves_bucket_that_came_due(monkeypatch):
+    monkeypatch.setattr(expiry, "MIN_SWEEP_EVICTIONS", 1)
+    monkeypatch.setattr(expiry, "SWEEP_ITEMS", 2)
+    buckets = ExpiryBuckets(is_live)
+    entries = [Entry(str(number)) for number in range(4)]
+    for entry in entries[:3]:
+        buckets.add(1, entry)
+    buckets.add(2, entries[3])
+    for entry in entries[:2]:
+        entry.live = False
+        buckets.note_eviction()
+
+    buckets.sweep_step()
+    assert names(buckets.pop_due(1)) == ["0", "1", "2"]
+    buckets.sweep_step()
+    buckets.sweep_step()
+
+    assert not buckets.sweeping
+    assert bucketed(buckets) == ["3"]
+    assert buckets.entries == 1
