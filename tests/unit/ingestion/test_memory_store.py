@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import stat
 from pathlib import Path
 
+import msgspec
 import pytest
 from msgspec.structs import replace
 
+from ingestion.events import Event, validate_event
 from ingestion.model import AppSettings
-from ingestion.store import expiry, memory
+from ingestion.store import expiry, memory, record_log
+from ingestion.store.base import RecordQuery
 from ingestion.store.memory import HOUR, MemoryLimits
 from ingestion.store.shards import shard_of
 from tests.unit.ingestion.helpers import NOW, T, Harness, event, open_store, register
@@ -444,3 +448,35 @@ async def test_evicted_entries_leave_expiry_buckets(make_harness, monkeypatch):
     assert {f"install-{n}" for n in range(190, 200)} <= installs
     state.watermark = T + 400 * 86400
     assert state.expire() == (10, 10)
+
+
+async def test_record_listing_yields_between_steps(make_harness, monkeypatch):
+    monkeypatch.setattr(memory, "LIST_SCAN_STEP", 3)
+    monkeypatch.setattr(record_log, "MIN_HEAD_DROP", 2)
+    harness = await make_harness(limits=MemoryLimits(max_records=8))
+    settings = harness.settings
+    await harness.send(*(event("install", f"install-{n}", T + n, gaid=f"g-{n}") for n in range(8)))
+
+    def installs(numbers) -> list[Event]:
+        documents = [{"app_id": settings.app_id, **event("install", f"install-{n}", T + n, gaid=f"g-{n}")} for n in numbers]
+        return [msgspec.convert(document, Event) for document in documents]
+
+    async def apply_between_steps() -> None:
+        # Each turn applies four installs, which evicts the four oldest records and drops the log's head.
+        for turn in range(3):
+            await asyncio.sleep(0)
+            events = installs(range(100 + 4 * turn, 104 + 4 * turn))
+            for parsed in events:
+                assert validate_event(parsed, NOW, settings.platform) is None
+            harness.store._apply_now(settings, events, NOW)
+
+    applier = asyncio.create_task(apply_between_steps())
+    await asyncio.sleep(0)
+    records, cursor = await harness.store.list_records(RecordQuery(app_id=settings.app_id, status="organic", limit=100))
+    await applier
+
+    # A step reads three records, then the applier evicts four: install-3, install-7 and
+    # install-103 left before the listing reached them, and the installs applied meanwhile follow.
+    expected = [0, 1, 2, 4, 5, 6, 100, 101, 102, *range(104, 112)]
+    assert [record.install_event_id for record in records] == [f"install-{n}" for n in expected]
+    assert cursor is None
