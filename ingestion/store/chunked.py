@@ -19,7 +19,7 @@ is used up, so a view taken earlier still reads every item it had.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from itertools import chain, islice
 from typing import Any
 
@@ -155,6 +155,41 @@ class QueueView:
         while self.chunks:
             self.chunks.pop()
             yield None
+
+
+def filter_in_steps(
+    queue: ChunkedQueue, keep: Callable[[Any], bool], seq_of: Callable[[Any], int], step_items: int
+) -> Generator[None, None, ChunkedQueue]:
+    """Build a new queue of the items of ``queue`` that ``keep`` accepts, reading ``step_items`` per step.
+
+    The queue may take and lose items between steps. The steps read a view taken at the start,
+    and the last step copies what was appended since, found by ``seq_of``, which must increase
+    along the queue. Items removed from ``queue`` meanwhile may still be in the new queue, so
+    the caller must treat them as ``keep`` would reject them when they reach its head. Returns
+    the new queue as the generator's value.
+    """
+    view = queue.view()
+    rebuilt = ChunkedQueue()
+    last_seq = None
+    for piece in view.slices(step_items):
+        rebuilt.tail.extend(filter(keep, piece))
+        rebuilt.seal()
+        last_seq = seq_of(piece[-1])
+        yield None
+    if last_seq is None:
+        # The view was empty, and no step ran in which the queue could take items.
+        return rebuilt
+    # Skip whole chunks that the view covered, then the covered part of the first chunk left.
+    newer: list = []
+    for position, chunk in enumerate(queue.chunks):
+        if seq_of(chunk[-1]) <= last_seq:
+            continue
+        start = queue.head if position == 0 else 0
+        newer.extend(item for item in islice(chunk, start, None) if seq_of(item) > last_seq)
+    newer.extend(item for item in queue.tail if seq_of(item) > last_seq)
+    rebuilt.tail.extend(filter(keep, newer))
+    rebuilt.seal()
+    return rebuilt
 
 
 def _iterate(chunks: Iterable[tuple], head: int, tail: list) -> Iterator[Any]:

@@ -30,7 +30,7 @@ import gc
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
@@ -45,7 +45,7 @@ from ingestion.engine import Outcome, attribute_batch
 from ingestion.events import Event
 from ingestion.model import AppSettings, InstallEntry, Record, StoredApp, Touch, TouchEntry
 from ingestion.store.aged import AgedDict
-from ingestion.store.chunked import ChunkedQueue
+from ingestion.store.chunked import ChunkedQueue, filter_in_steps
 from ingestion.store.base import RecordQuery, RevenueLine, Store, StoreUnavailable
 from ingestion.store.forking import ForkedCall, fork_call, fork_supported, memory_headroom_bytes, resident_bytes
 from ingestion.store.expiry import ExpiryBuckets
@@ -146,6 +146,12 @@ def _remove_from_index(index: dict, key, item) -> None:
 
 
 _touch_alive = attrgetter("alive")
+_entry_alive = attrgetter("touch.alive")
+_entry_seq = attrgetter("touch.seq")
+# Touch queue entries read per batch while the queue is filtered of dead entries.
+ORDER_FILTER_STEP = 50_000
+# No filtering of a touch queue shorter than twice this, so small stores never filter it.
+ORDER_FILTER_MIN = 1024
 
 
 def _index_get(index: TouchIndex, key) -> "tuple[Touch, ...] | list[Touch]":
@@ -457,6 +463,8 @@ class MemoryStore(Store):
         # Touches in arrival order (TouchEntry), for evicting the oldest. Expired ones are
         # skipped when taken. Entries name their app by its code, not by its AppState.
         self.touch_order = ChunkedQueue()
+        # A stepped build of touch_order without its dead entries, while one runs (see _enforce_bounds).
+        self._touch_order_filter: Generator[None, None, ChunkedQueue] | None = None
         self.live_touches = 0
         self.install_order = ChunkedQueue()
         self.states_by_code: dict[int, AppState] = {}
@@ -887,9 +895,18 @@ class MemoryStore(Store):
         order.seal()
         while order and not order.first().touch.alive:
             order.popleft()
-        if len(order) > 2 * max(self.live_touches, 1024):
-            # Expired touches behind a long-lived one stay queued; drop them so the queue stays bounded.
-            self.touch_order = order = ChunkedQueue(entry for entry in order if entry.touch.alive)
+        if self._touch_order_filter is None and len(order) > 2 * max(self.live_touches, ORDER_FILTER_MIN):
+            # Expired touches behind a long-lived one stay queued. A new queue without them is
+            # built a step per batch: 4,000,000 entries took 139 ms to filter in one go.
+            self._touch_order_filter = filter_in_steps(order, _entry_alive, _entry_seq, ORDER_FILTER_STEP)
+        if self._touch_order_filter is not None:
+            try:
+                next(self._touch_order_filter)
+            except StopIteration as finished:
+                self.touch_order = order = finished.value
+                self._touch_order_filter = None
+                while order and not order.first().touch.alive:
+                    order.popleft()
         # Each round takes no more entries than there are touches to evict. An entry whose touch
         # had already expired evicts nothing, so a round may leave work for the next one.
         while self.live_touches > self.limits.max_touches:

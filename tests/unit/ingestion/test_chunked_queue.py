@@ -6,7 +6,7 @@ import gc
 
 import pytest
 
-from ingestion.store.chunked import CHUNK_ITEMS, ChunkedQueue
+from ingestion.store.chunked import CHUNK_ITEMS, ChunkedQueue, filter_in_steps
 
 
 def filled(count: int) -> ChunkedQueue:
@@ -107,3 +107,59 @@ def test_released_view_keeps_no_chunks():
     assert len(steps) == chunk_count
     assert view.chunks == []
     assert len(queue) == 3 * CHUNK_ITEMS
+
+
+def run_steps(steps, between=lambda: None):
+    """Advance a filter_in_steps generator to its end, calling `between` after each step; return its queue and step count."""
+    count = 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as finished:
+            return finished.value, count
+        count += 1
+        between()
+
+
+def test_filter_in_steps_keeps_accepted_items():
+    queue = filled(10_000)
+    queue.popleft()
+
+    rebuilt, steps = run_steps(filter_in_steps(queue, lambda item: item % 2 == 0, lambda item: item, step_items=4000))
+
+    assert steps == 3
+    assert list(rebuilt) == list(range(2, 10_000, 2))
+    assert rebuilt.chunks and all(type(chunk) is tuple for chunk in rebuilt.chunks)
+    # The source queue is untouched.
+    assert len(queue) == 9_999
+
+
+def test_filter_in_steps_copies_items_appended_meanwhile():
+    queue = filled(3 * CHUNK_ITEMS)
+    appended = iter(range(3 * CHUNK_ITEMS, 10 * CHUNK_ITEMS))
+
+    def append_and_take() -> None:
+        # Between steps the store appends a batch and evicts from the head.
+        for _ in range(CHUNK_ITEMS + 7):
+            queue.tail.append(next(appended))
+        queue.seal()
+        queue.take(5)
+        # And leaves a few items in the open tail.
+        queue.tail.extend(next(appended) for _ in range(3))
+
+    rebuilt, steps = run_steps(filter_in_steps(queue, lambda item: True, lambda item: item, step_items=CHUNK_ITEMS), append_and_take)
+
+    assert steps == 3
+    items = list(rebuilt)
+    assert items == sorted(set(items))
+    # Every item still queued is in the rebuilt queue, in the same order.
+    assert list(queue) == items[-len(queue):]
+    # The items taken meanwhile may remain at its head: the caller drops them by their state.
+    assert items[0] == 0
+
+
+def test_filter_in_steps_of_empty_queue():
+    rebuilt, steps = run_steps(filter_in_steps(ChunkedQueue(), lambda item: True, lambda item: item, step_items=10))
+
+    assert steps == 0
+    assert list(rebuilt) == []

@@ -480,3 +480,28 @@ async def test_record_listing_yields_between_steps(make_harness, monkeypatch):
     expected = [0, 1, 2, 4, 5, 6, 100, 101, 102, *range(104, 112)]
     assert [record.install_event_id for record in records] == [f"install-{n}" for n in expected]
     assert cursor is None
+
+
+async def test_touch_queue_filtered_in_steps(make_harness, monkeypatch):
+    monkeypatch.setattr(memory, "ORDER_FILTER_STEP", 2)
+    monkeypatch.setattr(memory, "ORDER_FILTER_MIN", 2)
+    harness = await make_harness()
+    store = harness.store
+    await harness.send(event("click", "click-0", T, gaid="g-0"))
+    await harness.send(*(event("impression", f"impression-{n}", T + n, gaid=f"i-{n}") for n in range(1, 11)))
+    # Three days later the impressions have expired, but they stay queued behind the live click.
+    later = T + 3 * 86400
+    await harness.send(event("click", "click-1", later, gaid="g-1"))
+    assert store.expired["touch"] == 10
+    assert store._touch_order_filter is not None
+
+    batches = 0
+    while store._touch_order_filter is not None:
+        batches += 1
+        await harness.send(event("click", f"click-{batches + 1}", later + batches, gaid=f"g-{batches + 1}"))
+
+    # Twelve entries at two per step, then the step that copies what arrived meanwhile.
+    assert batches == 6
+    queued = [entry.touch.event_id for entry in store.touch_order]
+    assert queued == [f"click-{n}" for n in range(batches + 2)]
+    assert all(entry.touch.alive for entry in store.touch_order)
