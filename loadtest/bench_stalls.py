@@ -1,6 +1,6 @@
 """Slow batches of a full embedded store, in process, and what each one waited for.
 
-    python -m loadtest.bench_stalls [--fill-batches 8000] [--batches 3000] [--slow-ms 30]
+    python -m loadtest.bench_stalls [--fill-batches 8000] [--batches 3000] [--slow-ms 30] [--hours-per-batch 0]
 
 The paced benchmark (`loadtest.bench_latency`) shows that a full store stalls now and then. This
 one names the causes. It applies `--fill-batches` 1,000-event batches of the load generator's
@@ -8,6 +8,13 @@ mix to a `MemoryStore` with its default bounds and the service's collector thres
 times each of `--batches` more. For every batch slower than `--slow-ms` it reports the time the
 garbage collector took during it (from `gc.callbacks`, by generation) and which of the store's
 large dicts and sets changed their allocated size, which marks a rebuild of that table.
+
+By default the batches repeat the same event times with fresh ids. The watermark then stays
+put: only impressions older than their window in each template expire, and the count bounds
+remove everything else. With `--hours-per-batch`, event times and receipt times move forward
+by that many hours per batch, as in live traffic, so clicks, installs and event ids expire
+too. The report counts the entries that expired during the timed batches, and names expiry as
+a cause of a slow batch during which any expired.
 """
 
 from __future__ import annotations
@@ -32,10 +39,13 @@ class SlowBatch:
     collector_ms: float
     generations: list[int]
     rebuilt: list[str]
+    expired: int = 0
 
     @property
     def cause(self) -> str:
         causes = [f"table rebuild: {', '.join(self.rebuilt)}"] if self.rebuilt else []
+        if self.expired:
+            causes.append("expiry")
         if self.generations:
             causes.append(f"collection of generation {max(self.generations)}")
         return ", ".join(causes) or "not identified"
@@ -90,7 +100,12 @@ def table_sizes(store, state) -> dict[str, int]:
     return sizes
 
 
-def run(fill_batches: int, batches: int, slow_ms: float) -> tuple[list[float], list[SlowBatch], dict[int, list[float]]]:
+# Batches that share one set of templates when event times move forward.
+BATCHES_PER_TEMPLATE_SET = 100
+
+
+def run(fill_batches: int, batches: int, slow_ms: float,
+        hours_per_batch: float = 0.0) -> tuple[list[float], list[SlowBatch], dict[int, list[float]], dict[str, int]]:
     from ingestion.events import decode_batch, validate_event
     from ingestion.main import GC_THRESHOLDS
     from ingestion.model import AppSettings
@@ -98,15 +113,32 @@ def run(fill_batches: int, batches: int, slow_ms: float) -> tuple[list[float], l
     from loadtest.generator import build_template
 
     gc.set_threshold(*GC_THRESHOLDS)
-    templates = [build_template(APP_ID, "android", 1000, seed=seed) for seed in range(TEMPLATES)]
     settings = AppSettings(app_id=APP_ID, platform="android")
     store = MemoryStore(Path(tempfile.mkdtemp(prefix="bench-stalls-")))
+    # With hours_per_batch, event times start in the past and end now. The receipt time that
+    # validation checks against moves with them.
+    first_now = time.time() - (fill_batches + batches) * hours_per_batch * 3600
+    template_sets: dict[int, list] = {}
+
+    def templates_for(sequence: int) -> tuple[list, float]:
+        if not hours_per_batch:
+            if not template_sets:
+                template_sets[0] = [build_template(APP_ID, "android", 1000, seed=seed) for seed in range(TEMPLATES)]
+            return template_sets[0], time.time()
+        number = sequence // BATCHES_PER_TEMPLATE_SET
+        now = first_now + number * BATCHES_PER_TEMPLATE_SET * hours_per_batch * 3600
+        if number not in template_sets:
+            template_sets.clear()
+            template_sets[number] = [
+                build_template(APP_ID, "android", 1000, seed=TEMPLATES * number + seed, now=now) for seed in range(TEMPLATES)
+            ]
+        return template_sets[number], now + 1.0
 
     def next_batch(sequence: int):
+        templates, now = templates_for(sequence)
         events, errors = decode_batch(templates[sequence % TEMPLATES].render(sequence), ndjson=False)
         if errors:
             raise SystemExit(f"a generated batch failed to decode: {errors[0]}")
-        now = time.time()
         for event in events:
             if (problem := validate_event(event, now, "android")) is not None:
                 raise SystemExit(f"generated event {event.event_id} failed validation: {problem}")
@@ -119,6 +151,7 @@ def run(fill_batches: int, batches: int, slow_ms: float) -> tuple[list[float], l
           f"{store.live_touches:,} touches live", flush=True)
 
     state = store.states[APP_ID]
+    expired_at_start = dict(store.expired)
     clock = CollectorClock()
     gc.callbacks.append(clock)
     durations = []
@@ -127,6 +160,7 @@ def run(fill_batches: int, batches: int, slow_ms: float) -> tuple[list[float], l
         for index in range(batches):
             events, now = next_batch(fill_batches + index)
             before = table_sizes(store, state)
+            expired_before = sum(store.expired.values())
             clock.reset()
             started = time.perf_counter()
             store._apply_now(settings, events, now)
@@ -135,13 +169,16 @@ def run(fill_batches: int, batches: int, slow_ms: float) -> tuple[list[float], l
             if seconds * 1000 > slow_ms:
                 after = table_sizes(store, state)
                 rebuilt = [name for name, size in after.items() if before.get(name) != size]
-                slow.append(SlowBatch(index, seconds * 1000, clock.seconds * 1000, list(clock.generations), rebuilt))
+                expired = sum(store.expired.values()) - expired_before
+                slow.append(SlowBatch(index, seconds * 1000, clock.seconds * 1000, list(clock.generations), rebuilt, expired))
     finally:
         gc.callbacks.remove(clock)
-    return durations, slow, clock.pauses
+    expired = {kind: count - expired_at_start.get(kind, 0) for kind, count in store.expired.items()}
+    return durations, slow, clock.pauses, expired
 
 
-def format_report(durations: list[float], slow: list[SlowBatch], pauses: dict[int, list[float]], args) -> str:
+def format_report(durations: list[float], slow: list[SlowBatch], pauses: dict[int, list[float]],
+                  expired: dict[str, int], args) -> str:
     ordered = sorted(durations)
     lines = [
         f"{len(durations):,} batches after {args.fill_batches:,}: mean {sum(durations) / len(durations):.2f} ms, "
@@ -151,6 +188,7 @@ def format_report(durations: list[float], slow: list[SlowBatch], pauses: dict[in
             f"{generation}: {len(milliseconds)} (mean {sum(milliseconds) / len(milliseconds):.1f} ms, "
             f"slowest {max(milliseconds):.1f} ms)"
             for generation, milliseconds in sorted(pauses.items())) or "none"),
+        "entries expired during the timed batches: " + ", ".join(f"{kind} {count:,}" for kind, count in sorted(expired.items())),
         "",
         f"| cause of batches over {args.slow_ms:g} ms | batches | slowest ms | collector ms in the slowest |",
         "| --- | ---: | ---: | ---: |",
@@ -170,11 +208,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="1,000-event batches applied first, untimed (default 8000, past every default bound)")
     parser.add_argument("--batches", type=int, default=3000, help="batches timed after the fill (default 3000)")
     parser.add_argument("--slow-ms", type=float, default=30.0, help="batches slower than this are explained (default 30)")
+    parser.add_argument("--hours-per-batch", type=float, default=0.0,
+                        help="hours that event times move forward per batch, so entries also expire "
+                             "(default 0: every batch repeats the same event times)")
     args = parser.parse_args(argv)
-    if args.fill_batches < 0 or args.batches < 1 or args.slow_ms <= 0:
-        parser.error("--fill-batches must be 0 or more, --batches at least 1 and --slow-ms positive")
-    durations, slow, pauses = run(args.fill_batches, args.batches, args.slow_ms)
-    print(format_report(durations, slow, pauses, args))
+    if args.fill_batches < 0 or args.batches < 1 or args.slow_ms <= 0 or args.hours_per_batch < 0:
+        parser.error("--fill-batches must be 0 or more, --batches at least 1, --slow-ms positive "
+                     "and --hours-per-batch 0 or more")
+    durations, slow, pauses, expired = run(args.fill_batches, args.batches, args.slow_ms, args.hours_per_batch)
+    print(format_report(durations, slow, pauses, expired, args))
     return 0
 
 
