@@ -35,7 +35,7 @@ class ExpiryBuckets(Generic[Entry]):
     for which it returns false.
     """
 
-    __slots__ = ("buckets", "hours", "entries", "evictions", "is_live", "_sweep")
+    __slots__ = ("buckets", "hours", "entries", "evictions", "is_live", "_sweep", "_due", "_due_position")
 
     def __init__(self, is_live: Callable[[Entry], bool]) -> None:
         self.buckets: dict[int, list[Entry]] = {}
@@ -46,6 +46,9 @@ class ExpiryBuckets(Generic[Entry]):
         self.evictions = 0
         self.is_live = is_live
         self._sweep: Iterator[None] | None = None
+        # A due bucket taken out of `buckets` and not yet read to its end by pop_due's caller.
+        self._due: list[Entry] = []
+        self._due_position = 0
 
     def add(self, hour: int, entry: Entry) -> None:
         members = self.buckets.get(hour)
@@ -56,11 +59,24 @@ class ExpiryBuckets(Generic[Entry]):
         self.entries += 1
 
     def pop_due(self, current_hour: int) -> Iterator[Entry]:
-        """Remove the buckets of every hour up to ``current_hour`` and yield their entries, live or not."""
-        while self.hours and self.hours[0] <= current_hour:
-            members = self.buckets.pop(heapq.heappop(self.hours), ())
-            self.entries -= len(members)
-            yield from members
+        """Remove the buckets of every hour up to ``current_hour`` and yield their entries, live or not.
+
+        The caller may stop early: the next call yields the rest first. So an hour whose bucket
+        holds many live entries can expire over several batches.
+        """
+        while True:
+            if self._due_position < len(self._due):
+                entry = self._due[self._due_position]
+                self._due_position += 1
+                yield entry
+                continue
+            if not self.hours or self.hours[0] > current_hour:
+                self._due = []
+                self._due_position = 0
+                return
+            self._due = self.buckets.pop(heapq.heappop(self.hours), [])
+            self._due_position = 0
+            self.entries -= len(self._due)
 
     def note_eviction(self) -> None:
         """Count one entry evicted before its expiry, which stays in its bucket until a sweep."""

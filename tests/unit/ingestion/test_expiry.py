@@ -136,3 +136,21 @@ def test_sweep_leaves_bucket_that_came_due(monkeypatch):
     assert not buckets.sweeping
     assert bucketed(buckets) == ["3"]
     assert buckets.entries == 1
+
+
+def test_pop_due_resumes_after_early_stop():
+    buckets = ExpiryBuckets(is_live)
+    for hour, name in ((1, "a"), (1, "b"), (1, "c"), (2, "d"), (9, "z")):
+        buckets.add(hour, Entry(name))
+
+    taken = []
+    for entry in buckets.pop_due(5):
+        taken.append(entry.name)
+        if len(taken) == 2:
+            break
+    assert taken == ["a", "b"]
+    assert buckets.entries == 2
+
+    assert names(buckets.pop_due(5)) == ["c", "d"]
+    assert list(buckets.pop_due(5)) == []
+    assert names(buckets.pop_due(9)) == ["z"]

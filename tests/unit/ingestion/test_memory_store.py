@@ -505,3 +505,19 @@ async def test_touch_queue_filtered_in_steps(make_harness, monkeypatch):
     queued = [entry.touch.event_id for entry in store.touch_order]
     assert queued == [f"click-{n}" for n in range(batches + 2)]
     assert all(entry.touch.alive for entry in store.touch_order)
+
+
+async def test_expiry_spread_over_batches(make_harness, monkeypatch):
+    monkeypatch.setattr(memory, "EXPIRY_STEP", 2)
+    harness = await make_harness()
+    store = harness.store
+    await harness.send(*(event("impression", f"impression-{n}", T + n, gaid=f"i-{n}") for n in range(5)))
+    # Three days later every impression is past its window, and each batch removes two of them.
+    later = T + 3 * 86400
+    removed = []
+    for number in range(4):
+        await harness.send(event("click", f"click-{number}", later + number, gaid=f"g-{number}"))
+        removed.append(store.expired["touch"])
+
+    assert removed == [2, 4, 5, 5]
+    assert store.live_touches == 4
