@@ -24,6 +24,18 @@ def is_live(entry: Entry) -> bool:
     return entry.live
 
 
+def evicted_in_one_bucket(count: int, evicted: int) -> ExpiryBuckets:
+    """Return buckets with entries "0".."count-1" in hour 1, the first `evicted` of them evicted."""
+    buckets = ExpiryBuckets(is_live)
+    entries = [Entry(str(number)) for number in range(count)]
+    for entry in entries:
+        buckets.add(1, entry)
+    for entry in entries[:evicted]:
+        entry.live = False
+        buckets.note_eviction()
+    return buckets
+
+
 def test_pop_due_in_hour_order():
     buckets = ExpiryBuckets(is_live)
     for hour, name in ((5, "e"), (3, "c"), (4, "d"), (3, "c2")):
@@ -38,14 +50,7 @@ def test_pop_due_in_hour_order():
 
 def test_no_sweep_below_half_evicted(monkeypatch):
     monkeypatch.setattr(expiry, "MIN_SWEEP_EVICTIONS", 1)
-    buckets = ExpiryBuckets(is_live)
-    entries = [Entry(str(number)) for number in range(5)]
-    for entry in entries:
-        buckets.add(1, entry)
-    entries[0].live = False
-    buckets.note_eviction()
-    entries[1].live = False
-    buckets.note_eviction()
+    buckets = evicted_in_one_bucket(5, evicted=2)
 
     buckets.sweep_step()
     assert not buckets.sweeping
@@ -73,13 +78,7 @@ def test_sweep_drops_evicted_entries(monkeypatch):
 def test_sweep_steps_bounded(monkeypatch):
     monkeypatch.setattr(expiry, "MIN_SWEEP_EVICTIONS", 1)
     monkeypatch.setattr(expiry, "SWEEP_ITEMS", 2)
-    buckets = ExpiryBuckets(is_live)
-    entries = [Entry(str(number)) for number in range(5)]
-    for entry in entries:
-        buckets.add(1, entry)
-    for entry in entries[:3]:
-        entry.live = False
-        buckets.note_eviction()
+    buckets = evicted_in_one_bucket(5, evicted=3)
     calls = []
     buckets.is_live = lambda entry: calls.append(entry.name) or entry.live
 
@@ -98,13 +97,7 @@ def test_sweep_steps_bounded(monkeypatch):
 def test_sweep_keeps_entries_added_between_steps(monkeypatch):
     monkeypatch.setattr(expiry, "MIN_SWEEP_EVICTIONS", 1)
     monkeypatch.setattr(expiry, "SWEEP_ITEMS", 2)
-    buckets = ExpiryBuckets(is_live)
-    entries = [Entry(str(number)) for number in range(4)]
-    for entry in entries:
-        buckets.add(1, entry)
-    for entry in entries[:2]:
-        entry.live = False
-        buckets.note_eviction()
+    buckets = evicted_in_one_bucket(4, evicted=2)
 
     buckets.sweep_step()
     buckets.add(1, Entry("late"))
