@@ -80,11 +80,29 @@ class RunningService:
             ) from None
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that was free a moment ago on ``host``."""
+# Ports free_port has returned in this test run.
+_returned_ports: set[int] = set()
+
+
+def _probe_port(host: str) -> int:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that was free a moment ago on ``host`` and that no earlier call returned.
+
+    The kernel may offer a port again once its probe socket is closed. So two ports taken before
+    either is bound could be the same, and a monitoring-stack test once started node-exporter and
+    Prometheus on one port.
+    """
+    for _ in range(100):
+        port = _probe_port(host)
+        if port not in _returned_ports:
+            _returned_ports.add(port)
+            return port
+    raise RuntimeError(f"no free port on {host} that this test run has not used yet after 100 tries")
 
 
 def unmogrowp_command() -> list[str]:
