@@ -9,9 +9,9 @@ with steady traffic.
 
 So the store notes each eviction, and once evictions since the last sweep reach half the
 bucketed entries, a sweep filters every bucket down to its live entries. It runs a step of
-at most ``SWEEP_ITEMS`` entries per batch, so no request waits for a whole sweep. Each sweep
-follows at least half as many evictions as the entries it reads, so its cost per eviction is
-bounded.
+at most ``SWEEP_ITEMS`` entries per batch, so no request waits for a whole sweep. A sweep
+starts only after evictions reach half the entries it will read (plus those added while it
+runs), so its cost per eviction stays bounded.
 """
 
 from __future__ import annotations

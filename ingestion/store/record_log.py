@@ -6,7 +6,7 @@ constant time on average. Records arrive in seq order, so a page of ``GET /v1/at
 is found by bisecting the live part of the list.
 
 A compaction's capture takes a ``RecordView``: the positions of the live records, not a copy
-of them. At the store's default bounds a copy took 8 MB of fresh pages, 35 ms while event
+of them. At the store's default bounds a copy took 8 MB of fresh pages, 32 to 35 ms while event
 requests waited (`python -m loadtest.bench_snapshot`). While a capture is open, the log neither
 clears evicted slots nor drops its head. So the view's positions keep pointing at the records
 it captured, the evicted ones included, until the view's ``release`` clears them step by step.
