@@ -62,7 +62,7 @@ class ExpiryBuckets(Generic[Entry]):
         """Remove the buckets of every hour up to ``current_hour`` and yield their entries, live or not.
 
         The caller may stop early: the next call yields the rest first. So an hour whose bucket
-        holds many live entries can expire over several batches.
+        contains many live entries can expire over several batches.
         """
         while True:
             if self._due_position < len(self._due):

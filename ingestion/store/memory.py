@@ -158,6 +158,12 @@ ORDER_FILTER_STEP = 50_000
 ORDER_FILTER_MIN = 1024
 
 
+def _drop_dead_head(order: ChunkedQueue) -> None:
+    """Take the entries of expired or evicted touches from the front of a touch queue."""
+    while order and not order.first().touch.alive:
+        order.popleft()
+
+
 def _index_get(index: TouchIndex, key) -> "tuple[Touch, ...] | list[Touch]":
     """Return the touches of ``key`` in ``index``, oldest first."""
     items = index.get(key, ())
@@ -906,8 +912,7 @@ class MemoryStore(Store):
         self.install_order.seal()
         order = self.touch_order
         order.seal()
-        while order and not order.first().touch.alive:
-            order.popleft()
+        _drop_dead_head(order)
         if self._touch_order_filter is None and len(order) > 2 * max(self.live_touches, ORDER_FILTER_MIN):
             # Expired touches behind a long-lived one stay queued. A new queue without them is
             # built a step per batch: 4,000,000 entries took 139 ms to filter in one go.
@@ -918,8 +923,7 @@ class MemoryStore(Store):
             except StopIteration as finished:
                 self.touch_order = order = finished.value
                 self._touch_order_filter = None
-                while order and not order.first().touch.alive:
-                    order.popleft()
+                _drop_dead_head(order)
         # Each round takes no more entries than there are touches to evict. An entry whose touch
         # had already expired evicts nothing, so a round may leave work for the next one.
         while self.live_touches > self.limits.max_touches:

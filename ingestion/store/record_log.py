@@ -27,7 +27,7 @@ _seq = attrgetter("seq")
 
 
 class RecordLog:
-    """An app's records, oldest first, with constant-time append and eviction."""
+    """An app's records, oldest first, with amortized constant-time append and eviction."""
 
     __slots__ = ("items", "start")
 
@@ -105,8 +105,8 @@ class RecordView:
     def release(self, step: int) -> Iterator[None]:
         """Clear the log's slots of records evicted since the capture, ``step`` slots per item yielded.
 
-        The view holds no references of its own. The slots of records evicted while the capture was
-        open still hold the records, and clearing them all at once would free up to hundreds of
+        The view keeps no references of its own. The slots of records evicted while the capture was
+        open still reference the records, and clearing them all at once would free up to hundreds of
         thousands of objects in one go. Events go on evicting between steps, so each step reads the
         log's start again. Slots evicted after the last step and before the log is unpinned keep
         their records until the log drops its head.

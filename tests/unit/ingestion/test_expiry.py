@@ -136,12 +136,12 @@ def test_pop_due_resumes_after_early_stop():
     for hour, name in ((1, "a"), (1, "b"), (1, "c"), (2, "d"), (9, "z")):
         buckets.add(hour, Entry(name))
 
-    taken = []
+    yielded = []
     for entry in buckets.pop_due(5):
-        taken.append(entry.name)
-        if len(taken) == 2:
+        yielded.append(entry.name)
+        if len(yielded) == 2:
             break
-    assert taken == ["a", "b"]
+    assert yielded == ["a", "b"]
     assert buckets.entries == 2
 
     assert names(buckets.pop_due(5)) == ["c", "d"]
