@@ -77,7 +77,7 @@ class CollectorClock:
         self.generations = []
 
 
-def table_sizes(store, state) -> dict[str, int]:
+def table_sizes(state) -> dict[str, int]:
     """Return the allocated size of each dict of the app's state and of the duplicate filter.
 
     sys.getsizeof of a dict or set changes only when its table is reallocated. Of a table kept
@@ -96,7 +96,7 @@ def table_sizes(store, state) -> dict[str, int]:
     sizes.update(
         (name, sys.getsizeof(value.parts[-1])) for name, value in vars(state).items() if isinstance(value, AgedDict)
     )
-    sizes["duplicate filter"] = sum(map(sys.getsizeof, store.seen_shards))
+    sizes["duplicate filter"] = sum(map(sys.getsizeof, state.seen))
     return sizes
 
 
@@ -159,7 +159,7 @@ def run(fill_batches: int, batches: int, slow_ms: float,
     try:
         for index in range(batches):
             events, now = next_batch(fill_batches + index)
-            before = table_sizes(store, state)
+            before = table_sizes(state)
             expired_before = sum(store.expired.values())
             clock.reset()
             started = time.perf_counter()
@@ -167,7 +167,7 @@ def run(fill_batches: int, batches: int, slow_ms: float,
             seconds = time.perf_counter() - started
             durations.append(seconds * 1000)
             if seconds * 1000 > slow_ms:
-                after = table_sizes(store, state)
+                after = table_sizes(state)
                 rebuilt = [name for name, size in after.items() if before.get(name) != size]
                 expired = sum(store.expired.values()) - expired_before
                 slow.append(SlowBatch(index, seconds * 1000, clock.seconds * 1000, list(clock.generations), rebuilt, expired))

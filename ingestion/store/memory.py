@@ -178,7 +178,6 @@ class AppState:
         self.app_id = app_id
         self.code = code
         store.states_by_code[code] = self
-        self.prefix = f"{code}\x1f"
         self.watermark = 0.0
         # Shared label strings, see add_touch.
         self.labels: dict[str, str] = {}
@@ -189,6 +188,9 @@ class AppState:
         self.impressions_by_device_key: ShardedIndex = new_shards()
         self.touch_expiry: ExpiryBuckets[Touch] = ExpiryBuckets(_touch_alive)
         self.installs: list[dict[str, Record]] = new_shards()
+        # The duplicate filter's ids of this app, spread over sets by hash (see shards). With
+        # one set of 5,000,000 ids a full store stalled batches for 0.78 s about once a minute.
+        self.seen: list[set[str]] = [set() for _ in range(SHARDS)]
         self.install_expiry: ExpiryBuckets[InstallEntry] = ExpiryBuckets(self._install_indexed)
         self.records: AgedDict[str, Record] = AgedDict()
         self.record_log = RecordLog()
@@ -212,21 +214,22 @@ class AppState:
     # AppView ------------------------------------------------------------
 
     def mark_seen(self, event_ids: list[str], now: float) -> list[bool]:
-        prefix = self.prefix
-        store = self.store
-        shards = store.seen_shards
+        # Keyed by the decoded id, which a stored touch or record shares. A key of the app's code
+        # and the id would be one more string per id (81 bytes for an id of 30 ASCII characters).
+        shards = self.seen
         flags = []
         added = []
         for event_id in event_ids:
-            key = prefix + event_id
-            shard = shards[(hash(key) >> SHARD_SHIFT) & SHARD_MASK]
-            if key in shard:
+            shard = shards[(hash(event_id) >> SHARD_SHIFT) & SHARD_MASK]
+            if event_id in shard:
                 flags.append(True)
             else:
-                shard.add(key)
-                added.append(key)
+                shard.add(event_id)
+                added.append(event_id)
                 flags.append(False)
+        store = self.store
         store.seen_order.tail.extend(added)
+        store.seen_codes.tail.extend(repeat(self.code, len(added)))
         store.seen_times.tail.extend(repeat(now, len(added)))
         return flags
 
@@ -466,17 +469,13 @@ class MemoryStore(Store):
         self.apps: dict[str, StoredApp] = {}
         self.apps_by_key_id: dict[str, StoredApp] = {}
         self.states: dict[str, AppState] = {}
-        # The duplicate filter's keys, spread over sets by hash. A dict or set that has taken as
-        # many insertions as it has room rebuilds its table in one go. With one dict of 5,000,000
-        # keys, a full store stalled batches for 0.78 s about once a minute. With 64 shards, the
-        # slowest request of the same paced run took 0.23 s instead of 0.92 s.
-        self.seen_shards: list[set[str]] = [set() for _ in range(SHARDS)]
-        # The duplicate filter's keys oldest first, for expiry and eviction. Finding a dict's first key
+        # The duplicate filter's ids oldest first across apps, with each one's app code and receipt
+        # time in queues of the same order, for expiry and eviction. Finding a dict's first key
         # with next(iter()) scans the entries deleted before it, which made each eviction cost
-        # about 100 µs once the filter was full.
+        # about 100 µs once the filter was full. The queues are chunked so that a compaction's
+        # capture copies chunk references, not items.
         self.seen_order = ChunkedQueue()
-        # The receipt time of each key in ``seen_order``, in the same order. The arrival-order
-        # queues are chunked so that a compaction's capture copies chunk references, not items.
+        self.seen_codes = ChunkedQueue()
         self.seen_times = ChunkedQueue()
         self.seq = 0
         # Touches in arrival order (TouchEntry), for evicting the oldest. Expired ones are
@@ -627,6 +626,7 @@ class MemoryStore(Store):
             ],
             app_index={state.code: position for position, state in enumerate(states)},
             seen_ids=self.seen_order.view(),
+            seen_codes=self.seen_codes.view(),
             seen_times=self.seen_times.view(),
             touches=self.touch_order.view(),
             installs=self.install_order.view(),
@@ -634,11 +634,23 @@ class MemoryStore(Store):
 
     def _restore_snapshot(self, snapshot: Snapshot) -> None:
         self.seq = snapshot.seq
-        self.seen_shards = [set() for _ in range(SHARDS)]
-        for key, _received in snapshot.seen:
-            self.seen_shards[(hash(key) >> SHARD_SHIFT) & SHARD_MASK].add(key)
-        self.seen_order = ChunkedQueue(key for key, _received in snapshot.seen)
-        self.seen_times = ChunkedQueue(received for _key, received in snapshot.seen)
+        order: list[str] = []
+        codes: list[int] = []
+        times: list[float] = []
+        states = self.states_by_code
+        for code, event_id, received in snapshot.seen_entries():
+            state = states.get(code)
+            if state is None:
+                # Only a version 1 snapshot, whose apps carry no code, can name a code that no app
+                # got back. Its ids are dropped, as they could not be told from those of a later app.
+                continue
+            state.seen[(hash(event_id) >> SHARD_SHIFT) & SHARD_MASK].add(event_id)
+            order.append(event_id)
+            codes.append(code)
+            times.append(received)
+        self.seen_order = ChunkedQueue(order)
+        self.seen_codes = ChunkedQueue(codes)
+        self.seen_times = ChunkedQueue(times)
         touches: list[tuple[AppState, Touch]] = []
         installs: list[tuple[AppState, tuple[str, ...], Record]] = []
         records: list[tuple[AppState, Record]] = []
@@ -892,11 +904,12 @@ class MemoryStore(Store):
         self.expired["touch"] += touches
         self.expired["install"] += installs
 
-        shards = self.seen_shards
         seen_order = self.seen_order
+        seen_codes = self.seen_codes
         seen_times = self.seen_times
         horizon = now - self.limits.dedup_horizon_s
         seen_order.seal()
+        seen_codes.seal()
         seen_times.seal()
         expired = 0
         while seen_times and seen_times.first() < horizon:
@@ -904,8 +917,9 @@ class MemoryStore(Store):
             expired += 1
         excess = max(0, len(seen_order) - expired - self.limits.max_dedup_entries)
         seen_times.drop(excess)
-        for key in seen_order.take(expired + excess):
-            shards[(hash(key) >> SHARD_SHIFT) & SHARD_MASK].remove(key)
+        states = self.states_by_code
+        for code, event_id in zip(seen_codes.take(expired + excess), seen_order.take(expired + excess)):
+            states[code].seen[(hash(event_id) >> SHARD_SHIFT) & SHARD_MASK].remove(event_id)
         self.expired["dedup"] += expired
         self.evicted["dedup"] += excess
 

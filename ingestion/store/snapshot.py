@@ -11,16 +11,18 @@ lists the touches it removes and the index entries it overwrites or deletes, and
 reads touches and installs first, so that it soon gets ahead of the store's evictions and
 those lists stop growing.
 
-File format (version 3): the bytes ``UMGSNAP3``, then frames of a 4-byte big-endian length
+File format (version 4): the bytes ``UMGSNAP4``, then frames of a 4-byte big-endian length
 and a msgpack document each: one ``Header``, any number of ``SeenFrame``, ``TouchFrame``,
 ``RecordFrame`` and ``InstallRefFrame``, and an ``EndFrame`` that counts the frames before it.
 The first three kinds may come in any order, and every ``InstallRefFrame`` after every
 ``RecordFrame``.
 An install whose record is in a ``RecordFrame`` names it by seq instead of repeating it, so
 the record is written once and loads as one object shared by the install index and the
-record list. Version 2 (``UMGSNAP2``) wrote every install's record in full in an
-``InstallFrame``, before the records. Version 1 was a single msgpack ``Snapshot`` document.
-``read_snapshot`` reads all three.
+record list. A ``SeenFrame`` gives each duplicate-filter id with the code of its app.
+Version 3 (``UMGSNAP3``) wrote each id after its app's code and a unit separator, as one
+string, and gave no codes. Version 2 (``UMGSNAP2``) did the same and also wrote every
+install's record in full in an ``InstallFrame``, before the records. Version 1 was a single
+msgpack ``Snapshot`` document. ``read_snapshot`` reads all four.
 """
 
 from __future__ import annotations
@@ -44,8 +46,9 @@ from ingestion.store.chunked import QueueView
 from ingestion.store.record_log import RecordView
 from ingestion.store.shards import SHARD_MASK, SHARD_SHIFT
 
-MAGIC = b"UMGSNAP3"
-FORMAT_VERSION = 3
+MAGIC = b"UMGSNAP4"
+FORMAT_VERSION = 4
+MAGIC_VERSION_3 = b"UMGSNAP3"
 MAGIC_VERSION_2 = b"UMGSNAP2"
 # Items per frame. A frame of 10,000 touches encodes in a few milliseconds, so an event
 # request waits at most that long behind the snapshot.
@@ -53,7 +56,7 @@ FRAME_ITEMS = 10_000
 # Installs tested between two turns of the event loop: each costs a look-up of its device keys
 # in its app's index. At the store's bounds 10,000 took 9.5 ms, in process.
 INSTALL_STEP_ITEMS = 5_000
-# Duplicate-filter entries per frame: two list slices, so cheaper per entry than a touch.
+# Duplicate-filter entries per frame: three list slices, so cheaper per entry than a touch.
 SEEN_FRAME_ITEMS = 50_000
 # Items of a list the store adds to while a capture is open, read between two turns of the
 # event loop. A list read in one go held the loop for 281 ms at the store's bounds.
@@ -70,6 +73,8 @@ _seq = attrgetter("seq")
 YIELD_RATIO = 9.0
 
 _LENGTH = struct.Struct(">I")
+# Between the app code and the event id of a duplicate-filter key in versions 1 to 3.
+KEY_SEPARATOR = "\x1f"
 
 
 class AppSnapshot(msgspec.Struct, array_like=True):
@@ -88,10 +93,29 @@ class Snapshot(msgspec.Struct):
 
     version: int
     seq: int
+    # (id, receipt time) of each duplicate-filter entry, oldest first. Each id is its app's code,
+    # a unit separator and the event id when ``seen_codes`` is None, as version 1 to 3 wrote it.
     seen: list[tuple[str, float]]
     apps: list[AppSnapshot]
     # The last journal segment folded into this snapshot; -1 in snapshots that predate segments.
     journal_generation: int = -1
+    # The app code of each entry of ``seen``, from version 4 on.
+    seen_codes: list[int] | None = None
+
+    def seen_entries(self) -> Iterator[tuple[int, str, float]]:
+        """Yield (app code, event id, receipt time) for each duplicate-filter entry, oldest first."""
+        if self.seen_codes is not None:
+            for code, (event_id, received) in zip(self.seen_codes, self.seen):
+                yield code, event_id, received
+            return
+        for key, received in self.seen:
+            code, separator, event_id = key.partition(KEY_SEPARATOR)
+            if not separator or not code.isdigit():
+                raise SnapshotError(
+                    f"snapshot duplicate-filter entry {key!r} does not start with an app code; restore the "
+                    "snapshot from a backup, or move it away to start without its state"
+                )
+            yield int(code), event_id, received
 
 
 class AppHeader(msgspec.Struct, array_like=True):
@@ -109,10 +133,14 @@ class Header(msgspec.Struct, tag="header", array_like=True):
 
 
 class SeenFrame(msgspec.Struct, tag="seen", array_like=True):
-    """Duplicate-filter ids oldest first, and the receipt time of each."""
+    """Duplicate-filter ids oldest first, the receipt time of each, and the code of its app.
+
+    Versions 2 and 3 wrote no codes: each id there starts with its app's code and ``KEY_SEPARATOR``.
+    """
 
     ids: list[str]
     times: list[float]
+    codes: list[int] | None = None
 
 
 class TouchFrame(msgspec.Struct, tag="touches", array_like=True):
@@ -188,8 +216,9 @@ class Capture:
     journal_generation: int
     apps: list[CapturedApp]
     app_index: dict[int, int]
-    # The duplicate filter's ids oldest first, and the receipt time of each.
+    # The duplicate filter's ids oldest first, the code of each one's app, and its receipt time.
     seen_ids: QueueView
+    seen_codes: QueueView
     seen_times: QueueView
     # TouchEntry and InstallEntry items, in arrival order.
     touches: QueueView
@@ -232,9 +261,14 @@ class Capture:
                 yield touch_chunk
             if install_chunk is not None:
                 yield install_chunk
-        for ids, times in zip(self.seen_ids.slices(SEEN_FRAME_ITEMS), self.seen_times.slices(SEEN_FRAME_ITEMS)):
-            yield framed(SeenFrame(ids, times))
+        for ids, times, codes in zip(
+            self.seen_ids.slices(SEEN_FRAME_ITEMS),
+            self.seen_times.slices(SEEN_FRAME_ITEMS),
+            self.seen_codes.slices(SEEN_FRAME_ITEMS),
+        ):
+            yield framed(SeenFrame(ids, times, codes))
         yield from _release(self.seen_ids)
+        yield from _release(self.seen_codes)
         yield from _release(self.seen_times)
         for position, app in enumerate(self.apps):
             for start in range(0, len(app.records), FRAME_ITEMS):
@@ -385,7 +419,7 @@ def _release(container: list | set | dict | QueueView | RecordView) -> Iterator[
 def read_snapshot(path: Path) -> Snapshot:
     """Read a snapshot file of either version into one ``Snapshot``."""
     data = path.read_bytes()
-    if not data.startswith((MAGIC, MAGIC_VERSION_2)):
+    if not data.startswith((MAGIC, MAGIC_VERSION_3, MAGIC_VERSION_2)):
         try:
             return msgspec.msgpack.decode(data, type=Snapshot)
         except msgspec.DecodeError as error:
@@ -422,6 +456,7 @@ def _assemble(path: Path, frames: Iterator[Frame]) -> Snapshot:
         raise _damaged(path, "does not start with its header frame")
     apps = [AppSnapshot(app.app_id, app.watermark, [], [], [], app.revenue, app.code) for app in header.apps]
     seen: list[tuple[str, float]] = []
+    seen_codes: list[int] | None = [] if header.version >= 4 else None
     # Each app's records by seq, built at the first InstallRefFrame, once every RecordFrame is read.
     records_by_seq: list[dict[int, Record]] | None = None
     count = 1
@@ -429,9 +464,15 @@ def _assemble(path: Path, frames: Iterator[Frame]) -> Snapshot:
         if isinstance(frame, EndFrame):
             if frame.frames != count:
                 raise _damaged(path, f"has {count} frames where its end frame counts {frame.frames}")
-            return Snapshot(header.version, header.seq, seen, apps, header.journal_generation)
+            return Snapshot(header.version, header.seq, seen, apps, header.journal_generation, seen_codes)
         count += 1
         if isinstance(frame, SeenFrame):
+            if (frame.codes is None) != (seen_codes is None) or len(frame.times) != len(frame.ids):
+                raise _damaged(path, f"has a duplicate-filter frame unlike those of version {header.version}")
+            if seen_codes is not None:
+                if len(frame.codes) != len(frame.ids):
+                    raise _damaged(path, f"has a duplicate-filter frame unlike those of version {header.version}")
+                seen_codes.extend(frame.codes)
             seen.extend(zip(frame.ids, frame.times))
         elif isinstance(frame, TouchFrame):
             for position, touch in zip(frame.apps, frame.touches):

@@ -95,7 +95,7 @@ async def test_inline_shards_match_shard_of(make_harness):
     await harness.send(*(event("install", f"install-{n}", T + 60, gaid=f"g-{n}") for n in range(300)))
     state = harness.store.states[harness.settings.app_id]
 
-    for table in (state.by_click_id, state.clicks_by_device_key, state.installs, harness.store.seen_shards):
+    for table in (state.by_click_id, state.clicks_by_device_key, state.installs, state.seen):
         assert sum(map(len, table)) >= 300
         assert all(shard_of(table, key) is shard for shard in table for key in shard)
 
@@ -194,8 +194,14 @@ async def test_max_dedup_entries_forgets_oldest(make_harness):
     assert resent.duplicate_flags == [False, True]
 
 
-def filter_keys(store) -> list[str]:
-    return sorted(key for shard in store.seen_shards for key in shard)
+def filter_keys(store) -> list[tuple[int, str]]:
+    """Return (app code, event id) for every id in the apps' duplicate filters, sorted."""
+    return sorted((state.code, event_id) for state in store.states.values() for shard in state.seen for event_id in shard)
+
+
+def queued_keys(store) -> list[tuple[int, str]]:
+    assert len(store.seen_codes) == len(store.seen_order) == len(store.seen_times)
+    return sorted(zip(store.seen_codes, store.seen_order))
 
 
 @pytest.mark.parametrize("graceful", [True, False], ids=["snapshot", "journal replay"])
@@ -206,14 +212,14 @@ async def test_dedup_order_matches_filter(make_harness, graceful):
     await harness.send(event("session", "latest", T), now=NOW + 70)
 
     store = harness.store
-    assert sorted(store.seen_order) == filter_keys(store)
-    assert len(store.seen_times) == 5
-    assert [key.split("\x1f", 1)[1] for key in store.seen_order] == ["late-0", "late-1", "late-2", "late-3", "latest"]
+    assert queued_keys(store) == filter_keys(store)
+    assert list(store.seen_order) == ["late-0", "late-1", "late-2", "late-3", "latest"]
 
     restarted = await reopen(harness, graceful=graceful)
     try:
-        assert sorted(restarted.store.seen_order) == filter_keys(restarted.store)
-        assert len(restarted.store.seen_order) == 5
+        assert queued_keys(restarted.store) == filter_keys(restarted.store)
+        assert list(restarted.store.seen_order) == ["late-0", "late-1", "late-2", "late-3", "latest"]
+        assert list(restarted.store.seen_times) == list(store.seen_times)
     finally:
         await restarted.store.stop()
 

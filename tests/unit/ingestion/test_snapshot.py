@@ -103,6 +103,69 @@ def test_version_2_file_is_read(tmp_path):
     assert app.records == [sample_record("install-1", 5)]
 
 
+def as_version_3(path) -> None:
+    """Rewrite a snapshot file as version 3 wrote it: each duplicate-filter id after its app's code."""
+    frames = list(snapshot._read_frames(path, memoryview(path.read_bytes())[len(MAGIC) :]))
+    rewritten = []
+    for frame in frames[:-1]:
+        if isinstance(frame, snapshot.Header):
+            frame = msgspec.structs.replace(frame, version=3)
+        elif isinstance(frame, snapshot.SeenFrame):
+            keys = [f"{code}{snapshot.KEY_SEPARATOR}{event_id}" for code, event_id in zip(frame.codes, frame.ids)]
+            frame = snapshot.SeenFrame(keys, frame.times)
+        rewritten.append(frame)
+    write_frames(path, snapshot.MAGIC_VERSION_3, rewritten)
+
+
+async def test_version_3_duplicate_filter_is_read(tmp_path):
+    store = await open_store(tmp_path)
+    first = AppSettings(app_id="first.app", platform="android")
+    second = AppSettings(app_id="second.app", platform="android")
+    await register(store, first)
+    await register(store, second)
+    await Harness(store, first).send(event("session", "shared-id", T), event("session", "first-only", T))
+    await Harness(store, second).send(event("session", "second-only", T))
+    await store.stop()
+    as_version_3(store.snapshot_path)
+    assert read_snapshot(store.snapshot_path).seen[0][0].endswith(f"{snapshot.KEY_SEPARATOR}shared-id")
+
+    store = await open_store(tmp_path)
+    try:
+        resent = await Harness(store, first).send(event("session", "shared-id", T), event("session", "second-only", T))
+        assert resent.duplicate_flags == [True, False]
+        resent = await Harness(store, second).send(event("session", "second-only", T), event("session", "shared-id", T))
+        assert resent.duplicate_flags == [True, False]
+    finally:
+        await store.stop()
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (snapshot.SeenFrame(["one"], [T]), "duplicate-filter frame unlike those of version 4"),
+        (snapshot.SeenFrame(["one", "two"], [T, T], [1]), "duplicate-filter frame unlike those of version 4"),
+    ],
+    ids=["no codes", "codes short"],
+)
+def test_damaged_duplicate_filter_frame_named(tmp_path, frame, message):
+    path = tmp_path / "snapshot.msgpack"
+    header = snapshot.Header(4, 7, 3, [snapshot.AppHeader("acme.android", 1, T, [])])
+    write_frames(path, MAGIC, [header, frame])
+
+    with pytest.raises(SnapshotError, match=message) as raised:
+        read_snapshot(path)
+    assert str(path) in str(raised.value)
+
+
+def test_version_3_key_without_code_named(tmp_path):
+    path = tmp_path / "snapshot.msgpack"
+    header = snapshot.Header(3, 7, 3, [snapshot.AppHeader("acme.android", 1, T, [])])
+    write_frames(path, snapshot.MAGIC_VERSION_3, [header, snapshot.SeenFrame(["no-code"], [T])])
+
+    with pytest.raises(SnapshotError, match="'no-code' does not start with an app code"):
+        list(read_snapshot(path).seen_entries())
+
+
 def test_dangling_record_seq_named(tmp_path):
     path = tmp_path / "snapshot.msgpack"
     header = snapshot.Header(3, 7, 3, [snapshot.AppHeader("acme.android", 1, T, [])])
