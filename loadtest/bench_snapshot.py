@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from loadtest.bench_stages import CHILD_CODE, _resident_bytes, child_env
+from loadtest.bench_stages import CHILD_CODE, resident_bytes, child_env
 
 APP_ID = "bench.snapshot"
 TEMPLATES = 4
@@ -106,7 +106,7 @@ def load_child(folder: Path) -> dict:
     from ingestion.store.snapshot import read_snapshot
 
     gc.set_threshold(*GC_THRESHOLDS)
-    resident_before = _resident_bytes()
+    resident_before = resident_bytes()
     started = time.perf_counter()
     snapshot = read_snapshot(folder / SNAPSHOT_NAME)
     read_seconds = time.perf_counter() - started
@@ -126,7 +126,7 @@ def load_child(folder: Path) -> dict:
     return {
         "read_seconds": read_seconds,
         "restore_seconds": restore_seconds,
-        "resident_growth": _resident_bytes() - resident_before,
+        "resident_growth": resident_bytes() - resident_before,
         "distinct_records": len(records),
         "records": len(live_records),
         "installs": sum(map(len, install_shards)),

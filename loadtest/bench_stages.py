@@ -97,15 +97,16 @@ def run_child(stage: str, bodies_path: Path, count: int) -> dict:
     if stage == "validate":
         return {"seconds": time.perf_counter() - started, "events": events}
 
-    resident_before = _resident_bytes()
+    resident_before = resident_bytes()
     started = time.perf_counter()
     for batch in batches[:count]:
         store._apply_now(settings, batch, RECEIPT_NOW)
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "events": events, "resident_growth": _resident_bytes() - resident_before}
+    return {"seconds": seconds, "events": events, "resident_growth": resident_bytes() - resident_before}
 
 
-def _resident_bytes() -> int:
+def resident_bytes() -> int:
+    """Return the resident size of this process in bytes (Linux)."""
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 

@@ -110,6 +110,7 @@ def run(fill_batches: int, batches: int, slow_ms: float,
     from ingestion.main import GC_THRESHOLDS
     from ingestion.model import AppSettings
     from ingestion.store.memory import MemoryStore
+    from loadtest.bench_stages import resident_bytes
     from loadtest.generator import build_template
 
     gc.set_threshold(*GC_THRESHOLDS)
@@ -148,7 +149,7 @@ def run(fill_batches: int, batches: int, slow_ms: float,
     for sequence in range(fill_batches):
         store._apply_now(settings, *next_batch(sequence))
     print(f"  filled with {fill_batches:,} batches in {time.perf_counter() - started:.0f} s; "
-          f"{store.live_touches:,} touches live", flush=True)
+          f"{store.live_touches:,} touches live; resident size {resident_bytes() / 2**20:,.0f} MiB", flush=True)
 
     state = store.states[APP_ID]
     expired_at_start = dict(store.expired)
