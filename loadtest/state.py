@@ -38,6 +38,9 @@ class ProcessState:
         self._feed: IngestionFeed | None = None
         self._setup_error: SetupError | None = None
         self._lock = gevent.lock.Semaphore()
+        # The tracker customer that owns this process's apps, created by the first tracker user.
+        self.customer_id: str | None = None
+        self.customer_lock = gevent.lock.Semaphore()
 
     def ingestion_feed(self, client: Any) -> IngestionFeed:
         """Return this process's feed, registering its apps on the first call.

@@ -85,6 +85,8 @@ class IngestionUserBase(FastHttpUser):
         self.traceparent = settings.traceparent
         rate = settings.paced_batch_rate()
         self._pacer = SchedulePacer(rate) if rate > 0 else None
+        # Each batch's events count as sent since the previous counted response (see recorder).
+        self._counted_since = STATE.tally.clock()
         try:
             self.feed = STATE.ingestion_feed(self.client)
         except SetupError as error:
@@ -113,7 +115,8 @@ class IngestionUserBase(FastHttpUser):
             except msgspec.DecodeError as error:
                 response.failure(f"POST {EVENTS_ENDPOINT} returned an unexpected body: {error}")
                 return
-            STATE.tally.add(result.accepted, result.duplicates, result.rejected)
+            STATE.tally.add(result.accepted, result.duplicates, result.rejected, since=self._counted_since)
+            self._counted_since = STATE.tally.clock()
             STATE.recent_sends.append((template, sequence))
             if result.rejected:
                 first = result.errors[0].get("error", "") if result.errors else ""
@@ -174,6 +177,19 @@ class TrackerUserBase(FastHttpUser):
         return f"{self.base}{path}"
 
     def _create_own_customer(self) -> None:
+        """Create the customer that owns this process's apps, or share the one another tracker user created.
+
+        An app has one owner, so a second customer with the same apps would be rejected (409).
+        """
+        with STATE.customer_lock:
+            if STATE.customer_id is None:
+                STATE.customer_id = self._post_customer()
+        if STATE.customer_id is not None:
+            self.own_customer = STATE.customer_id
+            self.customer_ids.append(STATE.customer_id)
+
+    def _post_customer(self) -> str | None:
+        """Create a customer with this process's apps; return its id, or None when the tracker rejected it."""
         feed = STATE.feed
         app_ids = [app.app_id for app in feed.apps] if feed is not None else []
         customer_id = f"loadtest-{random.getrandbits(32):08x}"
@@ -192,8 +208,8 @@ class TrackerUserBase(FastHttpUser):
             name="/v1/customers", catch_response=True,
         ) as response:
             if response.status_code == 201:
-                self.own_customer = customer_id
-                self.customer_ids.append(customer_id)
+                return customer_id
+        return None
 
     def _some_customer(self) -> str | None:
         return random.choice(self.customer_ids) if self.customer_ids else None
