@@ -27,7 +27,7 @@ from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 from exporters.loadtest import LoadTestExporter
-from loadtest.recorder import REPORT_KEY, CampaignRecorder
+from loadtest.recorder import REPORT_KEY, WORKER_REPORT_LAG_S, CampaignRecorder, settle_seconds
 from loadtest.settings import Settings, SettingsError, add_arguments
 from loadtest.shape import CampaignShapeBase
 from loadtest.state import STATE
@@ -66,13 +66,12 @@ class _Source:
     def verdict_values(self) -> dict[str, int] | None:
         if STATE.verdict is not None:
             return STATE.verdict.values()
-        if STATE.recorder is None or STATE.recorder.window_start is None:
+        if STATE.recorder is None or STATE.recorder.measurement() is None:
             return None
         return _judge().values()
 
 
 _exporter: LoadTestExporter | None = None
-_sampler: gevent.Greenlet | None = None
 
 
 def _read_settings(environment) -> Settings:
@@ -107,7 +106,8 @@ def _on_init(environment, **_kwargs) -> None:
     if isinstance(environment.runner, WorkerRunner):
         return
 
-    STATE.recorder = CampaignRecorder(environment.runner.stats, STATE.tally)
+    settle = settle_seconds(settings.send_period_s(), isinstance(environment.runner, MasterRunner))
+    STATE.recorder = CampaignRecorder(environment.runner.stats, STATE.tally, settle_s=settle)
     if settings.exporter_port:
         _exporter = LoadTestExporter(environment, _Source())
         try:
@@ -122,22 +122,10 @@ def _on_init(environment, **_kwargs) -> None:
 
 @events.test_start.add_listener
 def _on_test_start(environment, **_kwargs) -> None:
-    global _sampler
     # Workers receive the master's options with their first spawn message, so read them again.
     STATE.settings = _read_settings(environment)
     TrackerUser.fixed_count = STATE.settings.tracker_users
     STATE.start_run()
-    if STATE.recorder is None:
-        return
-    if _sampler is not None:
-        _sampler.kill(block=False)
-    _sampler = gevent.spawn(_sample_forever)
-
-
-def _sample_forever() -> None:
-    while True:
-        STATE.recorder.sample()
-        gevent.sleep(1)
 
 
 @events.report_to_master.add_listener
@@ -159,7 +147,7 @@ def _on_test_stop(environment, **_kwargs) -> None:
     STATE.recorder.close_with_run()
     if environment.parsed_options.headless:
         return  # the verdict follows in `quitting`, after the workers' final reports
-    delay = 4 if isinstance(environment.runner, MasterRunner) else 0
+    delay = WORKER_REPORT_LAG_S if isinstance(environment.runner, MasterRunner) else 0
     gevent.spawn_later(delay, _finish_run)
 
 
@@ -186,8 +174,6 @@ def _finish_run() -> None:
 def _on_quitting(environment, **_kwargs) -> None:
     if isinstance(environment.runner, WorkerRunner) or STATE.recorder is None:
         return
-    if _sampler is not None:
-        _sampler.kill(block=False)
     STATE.recorder.close_with_run()
     _finish_run()
     if STATE.verdict is not None:

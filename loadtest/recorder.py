@@ -1,20 +1,25 @@
 """Counting events across Locust processes and measuring the judged window of a campaign.
 
-Every process counts the events in its ingestion users' responses in an `EventTally`. A
-worker ships its counts to the master with each stats report (every 3 s), and the master adds
-them to its own tally, so in a distributed run the master's figures trail the workers' by up
-to one report interval. The `CampaignRecorder` runs in the master (or the only process): it
-samples the tally once per second for the current rate, and snapshots Locust's statistics when
-the judged window opens and closes.
+Every process counts the events in its ingestion users' responses in an `EventTally`, by
+outcome and by tenths of a second of wall-clock time. A user's batch is spread evenly over the
+time since that user's previous counted response, so a window of a few seconds measures a paced
+user's rate, not whether one more of its responses fell inside. A worker
+ships its counts to the master with each stats report (every 3 s), and the master adds them to
+its own tally. The `CampaignRecorder` runs in the master (or the only process). It notes the
+times at which the judged window opens and closes, and snapshots Locust's statistics then.
+The events of the window are those that arrived between the two times, whenever their
+reports reach the master, so a worker's late report neither inflates nor shrinks it. Workers
+on other hosts must keep their clocks in step with the master's (NTP), as any distributed
+measurement needs.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import time
 from typing import Any
 
+from locust.runners import WORKER_REPORT_INTERVAL
 from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
 from loadtest.verdict import Measurement
@@ -22,50 +27,114 @@ from loadtest.verdict import Measurement
 EVENTS_ENDPOINT = "/v1/events"
 REPORT_KEY = "unmogrowp_events"
 RATE_WINDOW_S = 10.0  # the same window Locust uses for its current RPS and percentiles
+# Width of the time slots in which a tally counts events.
+TICK_S = 0.1
+# Longest time back that one batch's events are spread over.
+MAX_SPREAD_S = 60.0
+# Seconds by which a master's counts of its workers' events may lag: one report interval, and
+# one second for the report to arrive.
+WORKER_REPORT_LAG_S = WORKER_REPORT_INTERVAL + 1.0
+
+
+def settle_seconds(send_period_s: float, distributed: bool) -> float:
+    """Return how long after a moment a tally has every event of it.
+
+    A user's batch counts back to its previous response, so one send period must pass, and in
+    a master also the workers' report lag.
+    """
+    return send_period_s + (WORKER_REPORT_LAG_S if distributed else 0.0)
 
 
 class EventTally:
-    """Events counted in the ingestion service's responses, by outcome."""
+    """Events counted in the ingestion service's responses, by outcome and over time.
 
-    __slots__ = ("accepted", "duplicates", "rejected", "batches")
+    ``by_tick`` maps the number of a TICK_S slot of wall-clock time to the events counted in it,
+    a fraction where a batch was spread over several slots. It keeps one entry per slot with
+    traffic: 36,000 per hour of run.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("accepted", "duplicates", "rejected", "batches", "by_tick", "latest", "clock")
+
+    def __init__(self, clock=time.time) -> None:
         self.accepted = 0
         self.duplicates = 0
         self.rejected = 0
         self.batches = 0
+        self.by_tick: dict[int, float] = {}
+        # When the last counted response arrived (wall-clock seconds), or None before any.
+        self.latest: float | None = None
+        self.clock = clock
 
     @property
     def events(self) -> int:
         return self.accepted + self.duplicates + self.rejected
 
-    def add(self, accepted: int, duplicates: int, rejected: int) -> None:
+    def add(self, accepted: int, duplicates: int, rejected: int, since: float | None = None) -> None:
+        """Count one response's events, spread evenly from `since` (wall-clock seconds) to now.
+
+        Without `since`, or with one that is not in the past, they count at once.
+        """
         self.accepted += accepted
         self.duplicates += duplicates
         self.rejected += rejected
         self.batches += 1
+        events = accepted + duplicates + rejected
+        now = self.clock()
+        if self.latest is None or now > self.latest:
+            self.latest = now
+        by_tick = self.by_tick
+        if since is None or since >= now:
+            tick = int(now / TICK_S)
+            by_tick[tick] = by_tick.get(tick, 0) + events
+            return
+        since = max(since, now - MAX_SPREAD_S)
+        per_second = events / (now - since)
+        for tick in range(int(since / TICK_S), int(now / TICK_S) + 1):
+            covered = min(now, (tick + 1) * TICK_S) - max(since, tick * TICK_S)
+            if covered > 0:
+                by_tick[tick] = by_tick.get(tick, 0) + per_second * covered
 
-    def drain(self) -> list[int]:
-        """Return the counts as a list for a worker report and reset them."""
-        counts = [self.accepted, self.duplicates, self.rejected, self.batches]
+    def drain(self) -> list:
+        """Return the counts for a worker report, as msgpack-friendly lists, and reset them."""
+        counts = [self.accepted, self.duplicates, self.rejected, self.batches, list(self.by_tick.items()), self.latest]
         self.reset()
         return counts
 
-    def merge(self, counts: list[int]) -> None:
-        accepted, duplicates, rejected, batches = counts
+    def merge(self, counts: list) -> None:
+        """Add the counts of a worker report made by ``drain``."""
+        accepted, duplicates, rejected, batches, ticks, latest = counts
         self.accepted += accepted
         self.duplicates += duplicates
         self.rejected += rejected
         self.batches += batches
+        by_tick = self.by_tick
+        for tick, events in ticks:
+            by_tick[tick] = by_tick.get(tick, 0) + events
+        if latest is not None and (self.latest is None or latest > self.latest):
+            self.latest = latest
+
+    def events_between(self, start: float, end: float) -> float:
+        """Return the events counted from `start` to `end` (wall-clock seconds).
+
+        A slot that the span covers in part counts in proportion, as if its events were spread
+        evenly over it.
+        """
+        total = 0.0
+        for tick, events in self.by_tick.items():
+            covered = min(end, (tick + 1) * TICK_S) - max(start, tick * TICK_S)
+            if covered > 0:
+                total += events * covered / TICK_S
+        return total
 
     def reset(self) -> None:
         self.accepted = self.duplicates = self.rejected = self.batches = 0
+        self.by_tick = {}
+        self.latest = None
 
 
 @dataclasses.dataclass(frozen=True)
 class _Snapshot:
     time: float
-    events: int
     requests: int
     failures: int
     event_response_times: dict[int, int]
@@ -73,13 +142,19 @@ class _Snapshot:
 
 
 class CampaignRecorder:
-    """Rate samples and judged-window snapshots of one run, kept in the master process."""
+    """The judged window of one run and the current event rate, kept in the master process.
 
-    def __init__(self, stats: Any, tally: EventTally, clock=time.monotonic) -> None:
+    ``settle_s`` is how long after a moment the tally has all of its events (see
+    ``settle_seconds``). The current rate and an open window are measured up to that long ago,
+    so events not yet counted do not read as a drop in throughput.
+    """
+
+    def __init__(self, stats: Any, tally: EventTally, clock=time.time, settle_s: float = 0.0) -> None:
         self.stats = stats
         self.tally = tally
         self.clock = clock
-        self.samples: collections.deque[tuple[float, int]] = collections.deque()
+        self.settle_s = settle_s
+        self.run_start: float | None = None
         self.window_start: _Snapshot | None = None
         self.window_end: _Snapshot | None = None
         self.window_end_is_run_end = False
@@ -92,7 +167,7 @@ class CampaignRecorder:
         Locust clears its statistics only after that tick, when the run starts, so a window
         opened before `run_started` starts from zero rather than from the old figures.
         """
-        self.samples.clear()
+        self.run_start = None
         self.window_start = None
         self.window_end = None
         self.window_end_is_run_end = False
@@ -102,38 +177,30 @@ class CampaignRecorder:
     def run_started(self) -> None:
         """Note that Locust cleared its statistics and the tally for the new run."""
         self.awaiting_start = False
+        self.run_start = self.clock()
 
     def _snapshot(self) -> _Snapshot:
         if self.awaiting_start:
-            return _Snapshot(self.clock(), 0, 0, 0, {}, 0)
+            return _Snapshot(self.clock(), 0, 0, {}, 0)
         total = self.stats.total
         entry = self.stats.entries.get((EVENTS_ENDPOINT, "POST"))
         return _Snapshot(
             time=self.clock(),
-            events=self.tally.events,
             requests=total.num_requests,
             failures=total.num_failures,
             event_response_times=dict(entry.response_times) if entry else {},
             event_requests=entry.num_requests if entry else 0,
         )
 
-    def sample(self) -> None:
-        """Record the current event count; called once per second."""
-        now = self.clock()
-        self.samples.append((now, self.tally.events))
-        while self.samples and self.samples[0][0] < now - RATE_WINDOW_S - 1:
-            self.samples.popleft()
-
     def events_per_second(self) -> float:
-        """Return the event rate over about the last 10 s of samples."""
-        if len(self.samples) < 2:
+        """Return the event rate over the last RATE_WINDOW_S seconds that the tally has complete."""
+        if self.run_start is None:
             return 0.0
-        now = self.samples[-1][0]
-        oldest = next((sample for sample in self.samples if sample[0] >= now - RATE_WINDOW_S), self.samples[0])
-        elapsed = now - oldest[0]
-        if elapsed <= 0:
+        end = self.clock() - self.settle_s
+        start = max(end - RATE_WINDOW_S, self.run_start)
+        if end - start < 1.0:
             return 0.0
-        return (self.samples[-1][1] - oldest[1]) / elapsed
+        return self.tally.events_between(start, end) / (end - start)
 
     def set_judged(self, judged: bool) -> None:
         """Open the judged window on the first judged tick and close it on the next unjudged one."""
@@ -155,14 +222,28 @@ class CampaignRecorder:
         self.judged = False
 
     def measurement(self) -> Measurement | None:
-        """Return the judged window's measurement; an open window is measured up to now."""
+        """Return the judged window's measurement, or None before it has lasted ``settle_s``.
+
+        An open window is measured up to ``settle_s`` ago, the latest time whose events the
+        tally has all, with Locust's statistics as they are now.
+        """
         start = self.window_start
         if start is None:
             return None
         if self.window_end is None:
             end = self._snapshot()
+            if self.settle_s:
+                end = dataclasses.replace(end, time=end.time - self.settle_s)
+                if end.time <= start.time:
+                    return None
         elif self.window_end_is_run_end:
-            end = dataclasses.replace(self._snapshot(), time=self.window_end.time)
+            # Stopped users send no batch that would cover the time after their last response,
+            # so the window ends with the last counted events if they came before the stop.
+            end_time = self.window_end.time
+            latest = self.tally.latest
+            if latest is not None and start.time < latest < end_time:
+                end_time = latest
+            end = dataclasses.replace(self._snapshot(), time=end_time)
         else:
             end = self.window_end
 
@@ -173,7 +254,7 @@ class CampaignRecorder:
             p95 = float(calculate_response_time_percentile(response_times, event_requests, 0.95))
         return Measurement(
             duration_s=max(end.time - start.time, 1e-9),
-            events=end.events - start.events,
+            events=round(self.tally.events_between(start.time, end.time)),
             requests=end.requests - start.requests,
             failures=end.failures - start.failures,
             p95_ms=p95,

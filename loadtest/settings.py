@@ -302,6 +302,11 @@ class Settings:
         offered = self.target_events_per_second * PACING_HEADROOM
         return offered / (self.batch_size * self.peak_ingestion_users())
 
+    def send_period_s(self) -> float:
+        """Return the seconds between two batches of one paced user, or 1 when users are not paced."""
+        rate = self.paced_batch_rate()
+        return 1.0 / rate if rate > 0 else 1.0
+
 
 def admin_token() -> str | None:
     """Return the admin token from UNMOGROWP_ADMIN_TOKEN, or None when it is unset or empty."""

@@ -14,10 +14,26 @@ from loadtest.state import STATE
 logger = logging.getLogger("loadtest")
 
 
+# Send periods that users go on sending, unjudged, after a campaign or --run-time ends, and the
+# seconds they go on at least: the shape's ticks come once per second.
+DRAIN_PERIODS = 1.5
+MIN_DRAIN_S = 1.0
+
+
+def drain_seconds(settings) -> float:
+    """Return how long users go on sending after the judged window closes at the end of a run.
+
+    A batch's events count over the time since its user's previous response (see recorder), so
+    the window's last moments are counted only once each user's next batch has come back.
+    """
+    return max(MIN_DRAIN_S, DRAIN_PERIODS * settings.send_period_s())
+
+
 class CampaignShapeBase(LoadTestShape):
     """A shape whose tick (once per second, in the master) sets the users for the campaign's level.
 
-    Each tick also marks in the recorder whether the current stage is judged. The concrete class
+    Each tick also marks in the recorder whether the current stage is judged. When the campaign
+    ends, the users go on at its last level, unjudged, for ``drain_seconds``. The concrete class
     lives in `locustfile.py`, and its `ingestion_user` and `tracker_user` name the classes to run.
     """
 
@@ -43,29 +59,47 @@ class CampaignShapeBase(LoadTestShape):
             # The first tick of a run comes before Locust starts the run and clears its stats.
             recorder.reset()
         elapsed = self.get_run_time()
+        with_tracker = settings.tracker_users > 0
 
         if not settings.campaign:
             options = self.runner.environment.parsed_options
             run_time = getattr(options, "run_time", None)
+            judged = True
             if run_time and elapsed >= run_time:
-                return None
-            if recorder is not None:
-                recorder.set_judged(True)
+                if elapsed >= run_time + drain_seconds(settings):
+                    return None
+                judged = False
             users = getattr(options, "num_users", None) or 1
+            self._mark_judged(judged, users)
             spawn_rate = getattr(options, "spawn_rate", None) or 1
-            return users, spawn_rate, self._user_classes(with_tracker=settings.tracker_users > 0)
+            return users, spawn_rate, self._user_classes(with_tracker)
 
         campaign = CAMPAIGNS[settings.campaign]
         duration = settings.campaign_duration_s or campaign.default_duration_s
         position = campaign.position(elapsed, duration)
-        if position is None:
+        if position is not None:
+            level, judged = position
+        elif elapsed < duration + drain_seconds(settings):
+            level, judged = campaign.stages[-1].end_level, False
+        else:
             return None
-        level, judged = position
-        if recorder is not None:
-            recorder.set_judged(judged)
         peak = settings.peak_ingestion_users()
-        ingestion_users = users_for_level(level, peak)
-        users = ingestion_users + settings.tracker_users
-        # Reach any level within about a second, so that a spike is a spike.
-        spawn_rate = max(1, math.ceil(peak))
-        return users, spawn_rate, self._user_classes(with_tracker=settings.tracker_users > 0)
+        users = users_for_level(level, peak) + settings.tracker_users
+        self._mark_judged(judged, users)
+        # Reach any level within about a second, so that a spike is a spike. Locust starts the
+        # tracker users first, so they count here too.
+        spawn_rate = max(1, math.ceil(peak) + settings.tracker_users)
+        return users, spawn_rate, self._user_classes(with_tracker)
+
+    def _mark_judged(self, judged: bool, users: int) -> None:
+        """Tell the recorder whether this tick is judged.
+
+        The window opens only once `users` users run and events have come back, because users
+        still starting would count as a shortfall of throughput.
+        """
+        recorder = STATE.recorder
+        if recorder is None:
+            return
+        if judged and recorder.window_start is None and (self.runner.user_count < users or not recorder.tally.events):
+            judged = False
+        recorder.set_judged(judged)

@@ -14,8 +14,10 @@ from tests.integration.loadtest.conftest import REPOSITORY, locust_environment
 def test_benchmark_writes_report(tmp_path):
     report = tmp_path / "benchmarks.md"
     figures = tmp_path / "benchmarks.json"
+    # The Locust runs last duration + warm-up, 2 s, so that their judged window opens at the
+    # second tick of the shape, once every user runs.
     command = [
-        sys.executable, "-m", "loadtest.benchmark", "--duration", "1", "--warmup", "0.5", "--no-pinning",
+        sys.executable, "-m", "loadtest.benchmark", "--duration", "1", "--warmup", "1", "--no-pinning",
         "--connections", "2", "--locust-users", "2", "--metrics-rounds", "1", "--fill-events", "3000",
         "--output", str(report), "--json", str(figures),
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from locust.stats import RequestStats
 
-from loadtest.recorder import EVENTS_ENDPOINT, CampaignRecorder, EventTally
+from loadtest.recorder import EVENTS_ENDPOINT, TICK_S, WORKER_REPORT_LAG_S, CampaignRecorder, EventTally
 
 
 class Clock:
@@ -25,21 +25,39 @@ def _send(stats: RequestStats, tally: EventTally, response_time_ms: int, events:
 
 
 def test_tally_drain_and_merge():
-    worker = EventTally()
+    clock = Clock()
+    worker = EventTally(clock=clock)
     worker.add(990, 10, 0)
+    clock.now += 1
     worker.add(1000, 0, 0)
-    master = EventTally()
+    master = EventTally(clock=clock)
 
     master.merge(worker.drain())
 
     assert (master.accepted, master.duplicates, master.rejected, master.batches) == (1990, 10, 0, 2)
     assert master.events == 2000
+    assert master.events_between(1000.0, 1001.0) == pytest.approx(1000)
+    assert master.events_between(1001.0, 1002.0) == pytest.approx(1000)
     assert worker.events == 0
     assert worker.batches == 0
+    assert worker.by_tick == {}
+
+
+def test_tally_slots_split_time():
+    clock = Clock()
+    tally = EventTally(clock=clock)
+    for _ in range(10):
+        tally.add(100, 0, 0)
+        clock.now += TICK_S
+
+    assert tally.events_between(1000.0, 1000.5) == pytest.approx(500)
+    assert tally.events_between(1000.5, 1001.0) == pytest.approx(500)
+    assert tally.events_between(999.0, 1000.0) == 0
 
 
 def test_window_measures_only_judged_part():
-    stats, tally, clock = RequestStats(), EventTally(), Clock()
+    clock = Clock()
+    stats, tally = RequestStats(), EventTally(clock=clock)
     recorder = CampaignRecorder(stats, tally, clock=clock)
     recorder.reset()
     recorder.run_started()
@@ -66,7 +84,8 @@ def test_window_measures_only_judged_part():
 
 
 def test_window_counts_failures():
-    stats, tally, clock = RequestStats(), EventTally(), Clock()
+    clock = Clock()
+    stats, tally = RequestStats(), EventTally(clock=clock)
     recorder = CampaignRecorder(stats, tally, clock=clock)
     recorder.set_judged(True)
     for index in range(10):
@@ -82,7 +101,8 @@ def test_window_counts_failures():
 
 
 def test_window_opened_before_start_counts_from_zero():
-    stats, tally, clock = RequestStats(), EventTally(), Clock()
+    clock = Clock()
+    stats, tally = RequestStats(), EventTally(clock=clock)
     _send(stats, tally, 10)  # figures of a previous run
     recorder = CampaignRecorder(stats, tally, clock=clock)
     recorder.reset()
@@ -102,7 +122,8 @@ def test_window_opened_before_start_counts_from_zero():
 
 
 def test_run_end_window_takes_late_reports():
-    stats, tally, clock = RequestStats(), EventTally(), Clock()
+    clock = Clock()
+    stats, tally = RequestStats(), EventTally(clock=clock)
     recorder = CampaignRecorder(stats, tally, clock=clock)
     recorder.set_judged(True)
     _send(stats, tally, 10)
@@ -110,7 +131,8 @@ def test_run_end_window_takes_late_reports():
     recorder.close_with_run()
 
     clock.now += 3
-    tally.merge([1000, 0, 0, 1])  # a worker's final report arrives after the stop
+    # A worker's final report arrives after the stop, with events from before and after it.
+    tally.merge([1500, 0, 0, 2, [[round(1004 / TICK_S), 1000], [round(1006 / TICK_S), 500]], 1006.0])
 
     measurement = recorder.measurement()
 
@@ -118,8 +140,36 @@ def test_run_end_window_takes_late_reports():
     assert measurement.events == 2000
 
 
+def test_late_report_before_window_not_counted():
+    # A worker's user sends 1,000 events every 0.5 s and the worker reports every 3 s, so the
+    # master learns of the last warm-up events only after the window has opened.
+    clock = Clock()
+    worker = EventTally(clock=clock)
+    master = EventTally(clock=clock)
+    recorder = CampaignRecorder(RequestStats(), master, clock=clock, settle_s=WORKER_REPORT_LAG_S)
+    recorder.run_started()
+    since = clock.now
+    for half_second in range(1, 61):
+        clock.now = 1000.0 + half_second * 0.5
+        worker.add(1000, 0, 0, since=since)
+        since = clock.now
+        if half_second % 6 == 0:
+            master.merge(worker.drain())
+        if half_second == 21:
+            recorder.set_judged(True)  # at 1010.5, 1.5 s after the last report
+    master.merge(worker.drain())
+    recorder.close_with_run()
+
+    measurement = recorder.measurement()
+
+    assert measurement.duration_s == pytest.approx(19.5)
+    assert measurement.events == 39_000
+    assert master.events == 60_000
+
+
 def test_stage_closed_window_ignores_later_events():
-    stats, tally, clock = RequestStats(), EventTally(), Clock()
+    clock = Clock()
+    stats, tally = RequestStats(), EventTally(clock=clock)
     recorder = CampaignRecorder(stats, tally, clock=clock)
     recorder.set_judged(True)
     _send(stats, tally, 10)
@@ -132,21 +182,96 @@ def test_stage_closed_window_ignores_later_events():
 
 
 def test_no_window_without_judged_tick():
-    recorder = CampaignRecorder(RequestStats(), EventTally(), clock=Clock())
+    clock = Clock()
+    recorder = CampaignRecorder(RequestStats(), EventTally(clock=clock), clock=clock)
     recorder.set_judged(False)
 
     assert recorder.measurement() is None
 
 
-def test_events_per_second_over_recent_samples():
-    stats, tally, clock = RequestStats(), EventTally(), Clock()
+def test_events_per_second_over_recent_seconds():
+    clock = Clock()
+    stats, tally = RequestStats(), EventTally(clock=clock)
     recorder = CampaignRecorder(stats, tally, clock=clock)
 
     assert recorder.events_per_second() == 0
+    recorder.run_started()
     for _ in range(30):
-        tally.add(2000, 0, 0)
-        clock.now += 1
-        recorder.sample()
+        for _ in range(10):
+            tally.add(200, 0, 0)
+            clock.now += TICK_S
 
     assert recorder.events_per_second() == pytest.approx(2000)
-    assert len(recorder.samples) <= 12
+
+
+@pytest.mark.parametrize("phase", [0.0, 0.3, 0.6, 0.9])
+def test_short_window_measures_paced_user(phase):
+    # One user sends a 1,000-event batch every 1/1.02 s, so a 3 s window contains 3 or 4 responses.
+    clock = Clock()
+    stats, tally = RequestStats(), EventTally(clock=clock)
+    recorder = CampaignRecorder(stats, tally, clock=clock)
+    recorder.run_started()
+    since = clock.now
+    clock.now += phase
+    for _ in range(12):
+        clock.now += 1 / 1.02
+        tally.add(1000, 0, 0, since=since)
+        since = clock.now
+        if recorder.window_start is None and clock.now > 1003.0:
+            recorder.set_judged(True)
+            opened = clock.now
+        if recorder.window_start is not None and clock.now >= opened + 3.0:
+            break
+    clock.now = opened + 3.02
+    recorder.close_with_run()
+
+    assert recorder.measurement().events_per_second == pytest.approx(1020, rel=0.02)
+
+
+def test_master_rate_steady_between_reports():
+    # A worker sends 2,000 events/s and reports every 3 s; the master's rate must not swing.
+    clock = Clock()
+    worker = EventTally(clock=clock)
+    master = EventTally(clock=clock)
+    recorder = CampaignRecorder(RequestStats(), master, clock=clock, settle_s=WORKER_REPORT_LAG_S)
+    recorder.run_started()
+    recorder.set_judged(True)
+    rates = []
+    for tenth in range(1, 301):
+        worker.add(200, 0, 0)
+        clock.now = 1000.0 + tenth * TICK_S
+        if tenth % 30 == 0:
+            master.merge(worker.drain())
+        if tenth >= 150 and tenth % 10 == 0:
+            rates.append(recorder.events_per_second())
+
+    assert min(rates) == pytest.approx(2000, rel=0.03)
+    assert max(rates) == pytest.approx(2000, rel=0.03)
+    assert recorder.measurement().events_per_second == pytest.approx(2000, rel=0.03)
+
+
+def test_open_window_steady_for_paced_user():
+    # The live verdict reads an open window: one user's batch every 1/1.02 s must not make it swing.
+    clock = Clock()
+    tally = EventTally(clock=clock)
+    period = 1 / 1.02
+    recorder = CampaignRecorder(RequestStats(), tally, clock=clock, settle_s=period)
+    recorder.run_started()
+    since = clock.now
+    next_response = clock.now + period
+    rates = []
+    for tenth in range(1, 201):
+        clock.now = 1000.0 + tenth * TICK_S
+        if clock.now >= next_response:
+            tally.add(1000, 0, 0, since=since)
+            since = clock.now
+            next_response += period
+            if recorder.window_start is None:
+                recorder.set_judged(True)
+        if tenth >= 50 and (measurement := recorder.measurement()) is not None:
+            rates.append(measurement.events_per_second)
+
+    assert len(rates) > 100
+    # The smoke campaign's target is 1,000 events/s: the live throughput verdict never reads fail.
+    assert min(rates) >= 1000
+    assert max(rates) <= 1021
