@@ -10,6 +10,7 @@ from locust.runners import STATE_INIT
 
 from loadtest.campaigns import CAMPAIGNS, users_for_level
 from loadtest.state import STATE
+from loadtest.users import SETUP_FAILURE_ENTRY
 
 logger = logging.getLogger("loadtest")
 
@@ -60,6 +61,9 @@ class CampaignShapeBase(LoadTestShape):
             recorder.reset()
         elapsed = self.get_run_time()
         with_tracker = settings.tracker_users > 0
+        if self._setup_failed():
+            logger.error("a worker could not set up its ingestion apps (see its log); ending the run")
+            return None
 
         if not settings.campaign:
             options = self.runner.environment.parsed_options
@@ -90,6 +94,11 @@ class CampaignShapeBase(LoadTestShape):
         # tracker users first, so they count here too.
         spawn_rate = max(1, math.ceil(peak) + settings.tracker_users)
         return users, spawn_rate, self._user_classes(with_tracker)
+
+    def _setup_failed(self) -> bool:
+        """Return whether a worker reported that its ingestion users could not register their apps."""
+        entry = self.runner.stats.entries.get(SETUP_FAILURE_ENTRY)
+        return entry is not None and entry.num_failures > 0
 
     def _mark_judged(self, judged: bool, users: int) -> None:
         """Tell the recorder whether this tick is judged.

@@ -49,19 +49,23 @@ def new_traceparent() -> str:
 _IDLE_WAIT_S = 60.0
 _WAIT_FOR_APPS_S = 15.0
 _reported_setup_failure = False
+# The statistics entry (name, method) of a failed setup; a master ends the run when it appears.
+SETUP_FAILURE_ENTRY = ("ingestion apps", "SETUP")
 
 
 def _report_setup_failure(environment, error: SetupError) -> None:
     """Count a failed setup once per process, and end a single-process run at once.
 
-    Users of a worker stay idle instead; the master's verdict then fails on throughput.
+    Users of a worker stay idle instead. The failure reaches the master with the worker's next
+    statistics report, and the campaign shape then ends the run.
     """
     global _reported_setup_failure
     if _reported_setup_failure:
         return
     _reported_setup_failure = True
+    name, request_type = SETUP_FAILURE_ENTRY
     environment.events.request.fire(
-        request_type="SETUP", name="ingestion apps", response_time=0, response_length=0,
+        request_type=request_type, name=name, response_time=0, response_length=0,
         exception=error, context={},
     )
     if isinstance(environment.runner, LocalRunner):

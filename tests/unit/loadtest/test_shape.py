@@ -12,6 +12,7 @@ from loadtest.recorder import CampaignRecorder, EventTally
 from loadtest.settings import Settings, add_arguments
 from loadtest.shape import CampaignShapeBase, drain_seconds
 from loadtest.state import STATE
+from loadtest.users import SETUP_FAILURE_ENTRY
 
 
 class Ingestion:
@@ -44,6 +45,7 @@ def shape(monkeypatch):
     shape = Shape()
     shape.runner = SimpleNamespace(
         user_count=0, state="running", environment=SimpleNamespace(user_classes=[Ingestion, Tracker]),
+        stats=RequestStats(),
     )
     shape.elapsed = 0.0
     shape.get_run_time = lambda: shape.elapsed
@@ -99,4 +101,15 @@ def test_users_drain_after_campaign(shape):
     assert drain == pytest.approx(1.5 / 1.02)
     assert during_drain == (2, 2, [Ingestion, Tracker])
     assert STATE.recorder.window_end is not None
+    assert shape.tick() is None
+
+
+def test_worker_setup_failure_ends_run(shape):
+    assert shape.tick() is not None
+
+    name, request_type = SETUP_FAILURE_ENTRY
+    shape.runner.stats.log_request(request_type, name, 0, 0)
+    shape.runner.stats.log_error(request_type, name, "HTTP 401")
+    shape.elapsed = 1.0
+
     assert shape.tick() is None
