@@ -3,9 +3,8 @@
 Every process counts the events in its ingestion users' responses in an `EventTally`, by
 outcome and by tenths of a second of wall-clock time. A user's batch is spread evenly over the
 time since that user's previous counted response, so a window of a few seconds measures a paced
-user's rate, not whether one more of its responses fell inside. A worker
-ships its counts to the master with each stats report (every 3 s), and the master adds them to
-its own tally. The `CampaignRecorder` runs in the master (or the only process). It notes the
+user's rate, not whether one more of its responses fell inside. A worker ships its counts to
+the master with each stats report (every 3 s), and the master adds them to its own tally. The `CampaignRecorder` runs in the master (or the only process). It notes the
 times at which the judged window opens and closes, and snapshots Locust's statistics then.
 The events of the window are those that arrived between the two times, whenever their
 reports reach the master, so a worker's late report neither inflates nor shrinks it. Workers
