@@ -140,14 +140,20 @@ def test_run_end_window_takes_late_reports():
     assert measurement.events == 2000
 
 
-def test_late_report_before_window_not_counted():
-    # A worker's user sends 1,000 events every 0.5 s and the worker reports every 3 s, so the
-    # master learns of the last warm-up events only after the window has opened.
-    clock = Clock()
+def _distributed(clock: Clock) -> tuple[EventTally, EventTally, CampaignRecorder]:
+    """Return a worker's tally, and a master's tally and its started recorder, on one clock."""
     worker = EventTally(clock=clock)
     master = EventTally(clock=clock)
     recorder = CampaignRecorder(RequestStats(), master, clock=clock, settle_s=WORKER_REPORT_LAG_S)
     recorder.run_started()
+    return worker, master, recorder
+
+
+def test_late_report_before_window_not_counted():
+    # A worker's user sends 1,000 events every 0.5 s and the worker reports every 3 s, so the
+    # master learns of the last warm-up events only after the window has opened.
+    clock = Clock()
+    worker, master, recorder = _distributed(clock)
     since = clock.now
     for half_second in range(1, 61):
         clock.now = 1000.0 + half_second * 0.5
@@ -231,10 +237,7 @@ def test_short_window_measures_paced_user(phase):
 def test_master_rate_steady_between_reports():
     # A worker sends 2,000 events/s and reports every 3 s; the master's rate must not swing.
     clock = Clock()
-    worker = EventTally(clock=clock)
-    master = EventTally(clock=clock)
-    recorder = CampaignRecorder(RequestStats(), master, clock=clock, settle_s=WORKER_REPORT_LAG_S)
-    recorder.run_started()
+    worker, master, recorder = _distributed(clock)
     recorder.set_judged(True)
     rates = []
     for tenth in range(1, 301):
