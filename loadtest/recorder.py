@@ -28,7 +28,7 @@ REPORT_KEY = "unmogrowp_events"
 RATE_WINDOW_S = 10.0  # the same window Locust uses for its current RPS and percentiles
 # Width of the time slots in which a tally counts events.
 TICK_S = 0.1
-# Longest time back that one batch's events are spread over.
+# Maximum time back that one batch's events are spread over.
 MAX_SPREAD_S = 60.0
 # Seconds by which a master's counts of its workers' events may lag: one report interval, and
 # one second for the report to arrive.

@@ -642,7 +642,7 @@ class MemoryStore(Store):
             state = states.get(code)
             if state is None:
                 # Only a version 1 snapshot, whose apps carry no code, can name a code that no app
-                # got back. Its ids are dropped, as they could not be told from those of a later app.
+                # got back. Its ids are dropped, because a later app given that code would share them.
                 continue
             state.seen[(hash(event_id) >> SHARD_SHIFT) & SHARD_MASK].add(event_id)
             order.append(event_id)
