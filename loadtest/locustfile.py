@@ -87,8 +87,9 @@ def _criteria() -> Criteria:
     return Criteria(settings.target_events_per_second, settings.max_p95_ms, settings.min_success_ratio)
 
 
-def _judge():
-    return judge(STATE.settings.campaign, STATE.recorder.measurement(), _criteria())
+def _judge(complete: bool = False):
+    """Judge the window: as far as counted while the run goes on, whole once it is `complete`."""
+    return judge(STATE.settings.campaign, STATE.recorder.measurement(complete), _criteria())
 
 
 @events.init_command_line_parser.add_listener
@@ -154,7 +155,7 @@ def _on_test_stop(environment, **_kwargs) -> None:
 def _finish_run() -> None:
     if STATE.recorder is None or not STATE.run_started or STATE.verdict is not None:
         return
-    STATE.verdict = verdict = _judge()
+    STATE.verdict = verdict = _judge(complete=True)
     print(verdict.format(), flush=True)
     if STATE.settings.verdict_file:
         try:

@@ -220,21 +220,27 @@ class CampaignRecorder:
             self.window_end_is_run_end = True
         self.judged = False
 
-    def measurement(self) -> Measurement | None:
+    def measurement(self, complete: bool = False) -> Measurement | None:
         """Return the judged window's measurement, or None before it has lasted ``settle_s``.
 
-        An open window is measured up to ``settle_s`` ago, the latest time whose events the
-        tally has all, with Locust's statistics as they are now.
+        While the run goes on, the window is measured up to ``settle_s`` ago at the latest,
+        because the tally may not have the events after that yet. An open window takes Locust's
+        statistics as they are now. `complete` says that the run has ended and every report has
+        arrived, so the whole window counts.
         """
         start = self.window_start
         if start is None:
             return None
+        settled = self.clock() - self.settle_s
         if self.window_end is None:
-            end = self._snapshot()
-            if self.settle_s:
-                end = dataclasses.replace(end, time=end.time - self.settle_s)
-                if end.time <= start.time:
-                    return None
+            end = dataclasses.replace(self._snapshot(), time=settled)
+            if end.time <= start.time:
+                return None
+        elif not complete and self.window_end.time > settled:
+            # Closed a moment ago: the events of its last seconds may still be on their way.
+            if settled <= start.time:
+                return None
+            end = dataclasses.replace(self.window_end, time=settled)
         elif self.window_end_is_run_end:
             # Stopped users send no batch that would cover the time after their last response,
             # so the window ends with the last counted events if they came before the stop.

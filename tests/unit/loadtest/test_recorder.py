@@ -166,7 +166,7 @@ def test_late_report_before_window_not_counted():
     master.merge(worker.drain())
     recorder.close_with_run()
 
-    measurement = recorder.measurement()
+    measurement = recorder.measurement(complete=True)
 
     assert measurement.duration_s == pytest.approx(19.5)
     assert measurement.events == 39_000
@@ -278,3 +278,27 @@ def test_open_window_steady_for_paced_user():
     # The smoke campaign's target is 1,000 events/s: the live throughput verdict never reads fail.
     assert min(rates) >= 1000
     assert max(rates) <= 1021
+
+
+def test_closed_window_read_before_last_reports():
+    # The stage closes at 1020; the worker's last report of the window comes 3 s later.
+    clock = Clock()
+    worker, master, recorder = _distributed(clock)
+    recorder.set_judged(True)
+    for tenth in range(1, 201):
+        clock.now = 1000.0 + tenth * TICK_S
+        worker.add(200, 0, 0)
+        if tenth % 30 == 0:
+            master.merge(worker.drain())
+    recorder.set_judged(False)
+    clock.now += 1.0
+
+    live = recorder.measurement()
+    master.merge(worker.drain())
+    clock.now += 3.0
+    final = recorder.measurement(complete=True)
+
+    assert live.duration_s == pytest.approx(20 - WORKER_REPORT_LAG_S + 1)
+    assert live.events_per_second == pytest.approx(2000, rel=0.03)
+    assert final.duration_s == pytest.approx(20)
+    assert final.events_per_second == pytest.approx(2000, rel=0.01)
