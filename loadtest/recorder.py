@@ -68,10 +68,11 @@ class EventTally:
     def events(self) -> int:
         return self.accepted + self.duplicates + self.rejected
 
-    def add(self, accepted: int, duplicates: int, rejected: int, since: float | None = None) -> None:
+    def add(self, accepted: int, duplicates: int, rejected: int, since: float | None = None) -> float:
         """Count one response's events, spread evenly from `since` (wall-clock seconds) to now.
 
-        Without `since`, or with one that is not in the past, they count at once.
+        Without `since`, or with one that is not in the past, they count at once. Returns now,
+        the time they were counted up to.
         """
         self.accepted += accepted
         self.duplicates += duplicates
@@ -85,13 +86,14 @@ class EventTally:
         if since is None or since >= now:
             tick = int(now / TICK_S)
             by_tick[tick] = by_tick.get(tick, 0) + events
-            return
+            return now
         since = max(since, now - MAX_SPREAD_S)
         per_second = events / (now - since)
         for tick in range(int(since / TICK_S), int(now / TICK_S) + 1):
             covered = min(now, (tick + 1) * TICK_S) - max(since, tick * TICK_S)
             if covered > 0:
                 by_tick[tick] = by_tick.get(tick, 0) + per_second * covered
+        return now
 
     def drain(self) -> list:
         """Return the counts for a worker report, as msgpack-friendly lists, and reset them."""
@@ -225,7 +227,7 @@ class CampaignRecorder:
 
         While the run goes on, the window is measured up to ``settle_s`` ago at the latest,
         because the tally may not have the events after that yet. An open window takes Locust's
-        statistics as they are now. `complete` says that the run has ended and every report has
+        statistics as they are now. `complete` means that the run has ended and every report has
         arrived, so the whole window counts.
         """
         start = self.window_start

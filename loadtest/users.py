@@ -119,8 +119,9 @@ class IngestionUserBase(FastHttpUser):
             except msgspec.DecodeError as error:
                 response.failure(f"POST {EVENTS_ENDPOINT} returned an unexpected body: {error}")
                 return
-            STATE.tally.add(result.accepted, result.duplicates, result.rejected, since=self._counted_since)
-            self._counted_since = STATE.tally.clock()
+            self._counted_since = STATE.tally.add(
+                result.accepted, result.duplicates, result.rejected, since=self._counted_since
+            )
             STATE.recent_sends.append((template, sequence))
             if result.rejected:
                 first = result.errors[0].get("error", "") if result.errors else ""

@@ -52,7 +52,7 @@ from ingestion.store.expiry import ExpiryBuckets
 from ingestion.store.journal import Journal, JournalError, read_frames
 from ingestion.store.record_log import RecordLog
 from ingestion.store.segments import delete_segments_through, list_segments, segment_path
-from ingestion.store.shards import SHARD_MASK, SHARD_SHIFT, SHARDS, new_shards, total_keys
+from ingestion.store.shards import SHARD_MASK, SHARD_SHIFT, SHARDS, new_shards, shard_of, total_keys
 from ingestion.store.snapshot import (
     YIELD_RATIO,
     Capture,
@@ -644,7 +644,7 @@ class MemoryStore(Store):
                 # Only a version 1 snapshot, whose apps carry no code, can name a code that no app
                 # got back. Its ids are dropped, because a later app given that code would share them.
                 continue
-            state.seen[(hash(event_id) >> SHARD_SHIFT) & SHARD_MASK].add(event_id)
+            shard_of(state.seen, event_id).add(event_id)
             order.append(event_id)
             codes.append(code)
             times.append(received)
