@@ -76,11 +76,10 @@ LIST_SCAN_STEP = 50_000
 class MemoryLimits:
     """Bounds of the embedded store; counts are totals across all apps."""
 
-    # A touch costs about 930 bytes, an install or record 910 and a
-    # duplicate-filter entry 170 (measured in process; longer ids and user
-    # agents cost more). So the defaults stay near 4.5 GB, under the 7 GB alert.
-    # NOTE: measured before touches shared their label strings (add_touch), so
-    # the touch figure is now an upper bound.
+    # A click costs about 730 bytes, an install with its record 660 and an id
+    # alone 160, with 30-character ids and 60-character user agents
+    # (`python -m loadtest.bench_memory`). So the defaults come to about
+    # 2.3 GiB, under the 7 GB alert; longer ids and user agents cost more.
     max_touches: int = 2_000_000
     max_installs: int = 1_000_000
     max_records: int = 1_000_000
