@@ -109,7 +109,10 @@ def judge(campaign: str, measurement: Measurement | None, criteria: Criteria) ->
     A run without a judged measurement (stopped during warm-up) fails every judged criterion.
     """
     if measurement is None:
-        reason = "no judged stage was reached, so nothing was measured"
+        reason = (
+            "nothing measured: the run ended before its judged window opened, which happens once every user "
+            "of a judged stage runs and events have come back; run longer with -t, past any warm-up stage"
+        )
         results = [
             CriterionResult("throughput", None if criteria.target_events_per_second is None else False, reason),
             CriterionResult("p95_latency", False, reason),

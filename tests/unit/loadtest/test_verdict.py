@@ -86,7 +86,8 @@ def test_missing_measurement_fails():
 
     assert not verdict.passed
     assert set(_status(verdict).values()) == {False}
-    assert "no judged stage was reached" in verdict.format()
+    assert "the run ended before its judged window opened" in verdict.format()
+    assert "run longer with -t" in verdict.format()
 
 
 def test_no_requests_fail_latency_and_success():
