@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session, sessionmaker
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-DEFAULT_DATABASE_URL = "sqlite:///var/tracker.db"
 
 
 class DatabaseUrlError(ValueError):

@@ -8,7 +8,7 @@ import os
 import sys
 from urllib.parse import urlsplit
 
-from customer_tracker.db import DEFAULT_DATABASE_URL, DatabaseUrlError, describe_url, normalize_url
+from customer_tracker.db import DatabaseUrlError, describe_url, normalize_url
 from customer_tracker.latency import DEFAULT_POLL_INTERVAL_SECONDS
 from customer_tracker.service import DEFAULT_METRICS_REFRESH_SECONDS, TrackerSettings
 from services.config import ConfigError, default_data_dir, port_number, resolve_admin_token
@@ -33,6 +33,11 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def default_database_url() -> str:
+    """Return the URL of the SQLite file tracker.db in the data folder, where `unmogrowp up` keeps it too."""
+    return f"sqlite:///{default_data_dir() / 'tracker.db'}"
+
+
 def http_url(text: str) -> str:
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -47,10 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=port_number, default=DEFAULT_PORT, help="TCP port to listen on")
     parser.add_argument(
         "--database",
-        default=os.environ.get(DATABASE_ENV, DEFAULT_DATABASE_URL),
+        default=os.environ.get(DATABASE_ENV) or default_database_url(),
         metavar="URL",
         help="database URL: sqlite:///PATH (relative to the working folder; the folder is created) or "
-        f"postgresql://USER[:PASSWORD]@HOST:PORT/DB (environment: {DATABASE_ENV})",
+        f"postgresql://USER[:PASSWORD]@HOST:PORT/DB; without one, tracker.db in UNMOGROWP_DATA_DIR, else var "
+        f"(environment: {DATABASE_ENV})",
     )
     parser.add_argument(
         "--ingestion-url",

@@ -75,6 +75,11 @@ def test_cli_rejection_exit_codes(tracker):
     assert "score" in score.stderr
     assert "less than or equal to 100" in score.stderr
 
+    unknown_ticket = _cli(tracker, "ticket", "close", "acme", "999")
+    assert unknown_ticket.returncode == 1
+    assert "HTTP 404: ticket 999" in unknown_ticket.stderr
+    assert "from the command line: unmogrowp customers ticket list acme" in unknown_ticket.stderr
+
     quote = _cli(tracker, "add", 'ac"me', "--company", "Acme")
     assert quote.returncode == 1
     assert "invalid customer_id" in quote.stderr
@@ -105,6 +110,17 @@ def test_tracker_command_default_database(tmp_path):
         assert created.status_code == 201
         assert httpx.get(service.url + "/readyz").json()["ingestion_stats"]["stale"] is True
     assert (tmp_path / "var" / "tracker.db").exists()
+
+
+def test_tracker_default_database_in_data_dir(tmp_path):
+    data_dir = tmp_path / "data"
+    env = {"UNMOGROWP_DATA_DIR": str(data_dir)}
+    with start_tracker(tmp_path, database=None, env=env, ingestion_url=f"http://127.0.0.1:{free_port()}") as service:
+        created = httpx.post(service.url + "/v1/customers", headers=service.headers,
+                             json={"customer_id": "acme", "company_name": "Acme"})
+        assert created.status_code == 201
+    assert (data_dir / "tracker.db").exists()
+    assert not (tmp_path / "var" / "tracker.db").exists()
 
 
 def test_tracker_rejects_bad_database_url(tmp_path):
