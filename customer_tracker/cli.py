@@ -29,9 +29,11 @@ EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 
 class CommandError(Exception):
-    def __init__(self, message: str, exit_code: int) -> None:
+    def __init__(self, message: str, exit_code: int, status: int | None = None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        # The tracker's HTTP status when it rejected the request, else None.
+        self.status = status
 
 
 # -- arguments -------------------------------------------------------------------
@@ -179,7 +181,7 @@ class Api:
                 f"`unmogrowp tracker` or pass --url", EXIT_UNREACHABLE,
             ) from None
         if response.status_code >= 400:
-            raise CommandError(_error_message(response), EXIT_REJECTED)
+            raise CommandError(_error_message(response), EXIT_REJECTED, response.status_code)
         if response.status_code == 204 or not response.content:
             return None
         return response.json()
@@ -321,7 +323,17 @@ def _ticket_command(api: Api, args: argparse.Namespace, customer_path: str):
         return document, lambda d: print(f"ticket {d['ticket_id']} opened ({d['severity']}): {d['title']}")
     if action in ("close", "reopen"):
         status = "closed" if action == "close" else "open"
-        document = api.request("PATCH", f"{customer_path}/tickets/{args.ticket_id}", write=True, json={"status": status})
+        try:
+            document = api.request(
+                "PATCH", f"{customer_path}/tickets/{args.ticket_id}", write=True, json={"status": status}
+            )
+        except CommandError as error:
+            if error.status != 404:
+                raise
+            raise CommandError(
+                f"{error}; from the command line: unmogrowp customers ticket list {args.customer_id}",
+                error.exit_code, error.status,
+            ) from None
         return document, lambda d: print(f"ticket {d['ticket_id']} is {d['status']}")
     params = {"status": args.status} if args.status else None
     document = api.request("GET", customer_path + "/tickets", params=params)
