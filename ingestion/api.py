@@ -350,16 +350,17 @@ async def _lookup_app(store: Store, app_id: str) -> None:
 
 def _judge_app(store: Store, principal: Principal, app_id: str) -> tuple[AppSettings | None, str | None, str]:
     """Return the app's settings, why its events are rejected (or None), and their metric label."""
-    stored = store.cached_app(app_id)
-    if stored is None:
-        return None, f"app_id: app {app_id!r} is not registered; register it with POST /v1/apps", UNREGISTERED_APP
     if principal.app_id is not None and principal.app_id != app_id:
         message = (
             f"app_id: the ingest key belongs to app {principal.app_id!r}, not {app_id!r}; "
             "send each app's events with its own key"
         )
-        # Count it for the sender, so one app's mistakes never show in another app's figures.
+        # Count it for the sender, so one app's mistakes never show in another app's figures. Judged
+        # before registration, so a key gets the same message whether or not the other app exists.
         return None, message, principal.app_id
+    stored = store.cached_app(app_id)
+    if stored is None:
+        return None, f"app_id: app {app_id!r} is not registered; register it with POST /v1/apps", UNREGISTERED_APP
     return stored.settings, None, app_id
 
 

@@ -158,7 +158,7 @@ EVENT_CASES = [
     ("revenue NaN", {"event_type": "in_app", "event_name": "buy", "revenue": "NaN", "currency": "USD"}, "revenue: must be a finite decimal"),
     ("currency lower case", {"event_type": "in_app", "event_name": "buy", "revenue": "1", "currency": "usd"}, "currency:"),
     ("install_begin_time text", {"event_type": "install", "install_begin_time": "soon"}, "install_begin_time:"),
-    ("unknown app", {"app_id": "never-registered"}, "app_id: app 'never-registered' is not registered"),
+    ("unknown app, ingest key", {"app_id": "never-registered"}, "app_id: the ingest key belongs to app"),
     ("event not object", None, "event: Expected `object`, got `int`"),
 ]
 
@@ -208,6 +208,27 @@ def test_event_of_other_app_counted_for_sender(api):
     assert api.total("attribution_events_processed_total", app_id=sender_id, status="rejected") == 1
     assert api.total("attribution_events_processed_total", app_id=named_id) == 0
     assert named_stats["events"] == {"accepted": 0, "duplicate": 0, "rejected": 0}
+
+
+def test_unregistered_app_counted_for_sender(api):
+    sender_id, sender_key = api.register()
+
+    result = api.send(sender_key, [session("never-registered", unique("foreign"))])
+
+    assert result["errors"][0]["error"] == (
+        f"app_id: the ingest key belongs to app {sender_id!r}, not 'never-registered'; "
+        "send each app's events with its own key"
+    )
+    assert api.total("attribution_events_processed_total", app_id=sender_id, status="rejected") == 1
+
+
+def test_unregistered_app_with_admin_token(api):
+    result = api.send(api.service.admin_token, [session("never-registered", unique("admin"))])
+
+    assert result["rejected"] == 1
+    assert result["errors"][0]["error"] == (
+        "app_id: app 'never-registered' is not registered; register it with POST /v1/apps"
+    )
 
 
 def test_other_app_key_cannot_read_records(api, context):
