@@ -89,6 +89,12 @@ FIELD_HINTS = {
     "revenue": "send a decimal as a string (\"4.99\") or a number",
     "currency": "send an ISO 4217 code of three capital letters, such as USD",
     "params": "send a JSON object",
+    "ip": "send an IPv4 or IPv6 address as text, at most 64 characters",
+    **dict.fromkeys(DEVICE_ID_FIELDS, "send the device id as a string of 1 to 128 characters, or leave the field out"),
+    **dict.fromkeys(
+        ("network", "campaign", "adgroup", "creative", "click_id", "referrer_click_id", "event_name"),
+        "send a string of at most 128 characters, or leave the field out",
+    ),
 }
 
 _event_decoder = msgspec.json.Decoder(Event)
@@ -116,7 +122,8 @@ def describe_decode_error(error: msgspec.ValidationError) -> str:
         missing_prefix = "Object missing required field `"
         if reason.startswith(missing_prefix):
             name = reason[len(missing_prefix) :].rstrip("`")
-            return f"{name}: missing required field"
+            hint = FIELD_HINTS.get(name)
+            return f"{name}: missing required field" + (f"; {hint}" if hint else "")
         return f"event: {reason}; send a JSON object with event_id, app_id and event_type"
     top_field = field.split(".", 1)[0].split("[", 1)[0]
     hint = FIELD_HINTS.get(top_field)
