@@ -164,12 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(arguments)
     if args.events < BATCH_SIZE or args.rounds < 1:
         parser.error(f"--events must be at least {BATCH_SIZE:,} and --rounds at least 1")
-    trees = {"this tree": Path(__file__).resolve().parent.parent}
-    if args.baseline is not None:
-        baseline = args.baseline.resolve()
-        if not (baseline / "ingestion" / "store" / "memory.py").is_file():
-            parser.error(f"--baseline {args.baseline}: no ingestion/store/memory.py there; pass the root of a work tree")
-        trees["baseline"] = baseline
+    # Imported here, not at the top: a child loads this file with an older tree first on its path.
+    from loadtest.trees import trees_to_measure
+
+    trees = trees_to_measure(parser, args.baseline, "ingestion/store/memory.py")
     maxima = {"touches": args.max_touches, "installs": args.max_installs, "dedup_entries": args.max_dedup_entries}
 
     figures = {side: {kind: [] for kind in KINDS} for side in trees}

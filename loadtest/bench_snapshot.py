@@ -198,12 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.fill_batches < 1:
         parser.error("--fill-batches must be at least 1")
-    trees = {"this tree": Path(__file__).resolve().parent.parent}
-    if args.baseline is not None:
-        baseline = args.baseline.resolve()
-        if not (baseline / "ingestion" / "store" / "snapshot.py").is_file():
-            parser.error(f"--baseline {args.baseline}: no ingestion/store/snapshot.py there; pass the root of a work tree")
-        trees["baseline"] = baseline
+    # Imported here, not at the top: a child loads this file with an older tree first on its path.
+    from loadtest.trees import trees_to_measure
+
+    trees = trees_to_measure(parser, args.baseline, "ingestion/store/snapshot.py")
     figures = {}
     for side, tree in trees.items():
         figures[side] = measure(tree, args.fill_batches)

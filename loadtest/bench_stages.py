@@ -225,12 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--batches must be at least 6 and --rounds at least 1")
     if args.instructions and shutil.which("valgrind") is None:
         parser.error("--instructions needs valgrind; install it (apt-get install valgrind) or leave the option out")
-    trees = {"this tree": Path(__file__).resolve().parent.parent}
-    if args.baseline is not None:
-        baseline = args.baseline.resolve()
-        if not (baseline / "ingestion" / "events.py").is_file():
-            parser.error(f"--baseline {args.baseline}: no ingestion/events.py there; pass the root of a work tree")
-        trees["baseline"] = baseline
+    # Imported here, not at the top: a child loads this file with an older tree first on its path.
+    from loadtest.trees import trees_to_measure
+
+    trees = trees_to_measure(parser, args.baseline, "ingestion/events.py")
 
     with tempfile.TemporaryDirectory(prefix="bench-stages-") as directory:
         bodies_path = Path(directory) / "bodies.json"
