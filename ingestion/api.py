@@ -8,6 +8,7 @@ import binascii
 import logging
 import time
 from collections import Counter as Tally
+from collections.abc import Callable
 from operator import attrgetter
 from dataclasses import dataclass
 
@@ -21,7 +22,7 @@ from ingestion.events import BatchFormatError, Event, EventError, decode_batch, 
 from ingestion.metrics import UNKNOWN, UNREGISTERED_APP, IngestionMetrics
 from ingestion.model import AppSettings, AppUpdate, StoredApp, format_time, record_to_json
 from ingestion.ratelimit import RateLimits
-from ingestion.stats import StatsBook
+from ingestion.stats import Books, StatsBook
 from ingestion.store.base import RecordQuery, Store, StoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class IngestionService:
         self.metrics = metrics
         self.limits = limits
         self.stats = StatsBook(stats_window_s)
+        # The books of the other worker processes, which /v1/stats adds to this one's (stats_sharing).
+        self.stats_peers: Callable[[], list[Books]] = list
         self.rate_limits = RateLimits()
 
 
@@ -450,7 +453,7 @@ async def stats(request: Request) -> Response:
     service: IngestionService = request.app.state.ingestion
     now = time.time()
     app_ids = [app.settings.app_id for app in await service.store.list_apps()]
-    apps = service.stats.document(app_ids, now)
+    apps = service.stats.document(app_ids, now, service.stats_peers())
     for app_id in app_ids:
         apps[app_id]["revenue"] = [dataclasses.asdict(line) for line in await service.store.revenue(app_id)]
     return json_response({"generated_at": format_time(now), "window_seconds": service.stats.window_seconds, "apps": apps})

@@ -12,6 +12,7 @@ from pathlib import Path
 from exporters.metrics import Counter, Registry
 from ingestion.api import IngestionService, Limits, install_routes
 from ingestion.metrics import IngestionMetrics
+from ingestion.stats_sharing import SharedStats
 from ingestion.store.base import Store
 from ingestion.store.memory import MemoryLimits, MemoryStore
 from ingestion.store.redis_client import StoreUrlError, is_redis_url
@@ -118,7 +119,9 @@ def build_store(args: argparse.Namespace) -> Store:
     )
 
 
-def build_app(args: argparse.Namespace, admin_token: str, registry: Registry | None = None):
+def build_app(args: argparse.Namespace, admin_token: str, registry: Registry | None = None,
+              stats_slot: tuple[Path, int] | None = None):
+    """Build the service's app; `stats_slot` (folder, slot) shares /v1/stats with the other workers."""
     store = build_store(args)
     registry = Registry() if registry is None else registry
     metrics = IngestionMetrics(registry, store, max_networks_per_app=args.max_networks_per_app)
@@ -136,13 +139,19 @@ def build_app(args: argparse.Namespace, admin_token: str, registry: Registry | N
     async def readiness() -> dict[str, bool]:
         return {"store": await store.ready()}
 
+    startup, shutdown = [store.start], [store.stop]
+    if stats_slot is not None:
+        shared_stats = SharedStats(service.stats, *stats_slot)
+        service.stats_peers = shared_stats.peers
+        startup.append(shared_stats.start)
+        shutdown.insert(0, shared_stats.stop)
     app = create_app(
         title="UnMoGrowP ingestion",
         service=SERVICE_NAME,
         registry=registry,
         readiness=readiness,
-        startup=[store.start],
-        shutdown=[store.stop],
+        startup=startup,
+        shutdown=shutdown,
         description="Takes ad clicks, impressions, installs and in-app events, and attributes each install.",
     )
     install_routes(app, service)
@@ -171,7 +180,7 @@ def run_worker(args: argparse.Namespace, admin_token: str, context) -> None:
     )
     if registry.slot.takeovers:
         restarts.inc()
-    app, metrics = build_app(args, admin_token, registry=registry)
+    app, metrics = build_app(args, admin_token, registry=registry, stats_slot=(context.metrics_dir, context.slot))
     gc.set_threshold(*GC_THRESHOLDS)
     logger.info("worker serving", extra={"slot": context.slot, "workers": context.workers})
     serve_on_socket(app, context, on_connection_change=metrics.change_connections)

@@ -2,37 +2,56 @@
 
 Latency is kept in a ring of one-minute histograms per app; the percentiles
 cover the last ``window_seconds``, so a customer's figure reflects recent
-service, not the average since start.
+service, not the average since start. With several workers, each keeps its
+own book, and ``/v1/stats`` adds the books of the others (see ``stats_sharing``).
 """
 
 from __future__ import annotations
 
 import time
 from bisect import bisect_left
+from collections.abc import Iterable
+
+import msgspec
 
 from exporters.metrics import histogram_quantile
 
 LATENCY_BUCKETS_MS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 250, 500, 1000, 2500, 5000, 10000, float("inf"))
 SLOT_SECONDS = 60
+STATUSES = ("accepted", "duplicate", "rejected")
 
 
-class AppStats:
-    def __init__(self, slots: int) -> None:
-        self.counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
-        self.slot_ids = [-1] * slots
-        self.slot_buckets = [[0] * len(LATENCY_BUCKETS_MS) for _ in range(slots)]
+class AppStats(msgspec.Struct):
+    """One app's event counts since start, and its latency histograms by minute, oldest overwritten."""
+
+    counts: dict[str, int]
+    # The minute (epoch seconds // 60) each ring position holds, -1 for none yet.
+    slot_ids: list[int]
+    # Events per latency bucket, one list of len(LATENCY_BUCKETS_MS) per ring position.
+    slot_buckets: list[list[int]]
+
+    @classmethod
+    def empty(cls, slots: int) -> AppStats:
+        return cls(dict.fromkeys(STATUSES, 0), [-1] * slots, [[0] * len(LATENCY_BUCKETS_MS) for _ in range(slots)])
+
+
+# Every app's figures in one book, as saved for the other workers to read.
+Books = dict[str, AppStats]
 
 
 class StatsBook:
     def __init__(self, window_seconds: int = 300) -> None:
         self.window_seconds = window_seconds
         self.slots = max(1, window_seconds // SLOT_SECONDS)
-        self.apps: dict[str, AppStats] = {}
+        self.apps: Books = {}
+        # Bumped by every change, so a saver can skip a book that has not changed.
+        self.version = 0
 
     def record(self, app_id: str, accepted: int, duplicates: int, rejected: int, latency_ms: float, now: float | None = None) -> None:
         stats = self.apps.get(app_id)
         if stats is None:
-            stats = self.apps[app_id] = AppStats(self.slots)
+            stats = self.apps[app_id] = AppStats.empty(self.slots)
+        self.version += 1
         stats.counts["accepted"] += accepted
         stats.counts["duplicate"] += duplicates
         stats.counts["rejected"] += rejected
@@ -47,19 +66,22 @@ class StatsBook:
         stats.slot_buckets[position][bisect_left(LATENCY_BUCKETS_MS, latency_ms)] += events
 
     def forget(self, app_id: str) -> None:
-        self.apps.pop(app_id, None)
+        if self.apps.pop(app_id, None) is not None:
+            self.version += 1
 
-    def percentiles(self, app_id: str, now: float | None = None) -> dict[str, float | None]:
-        stats = self.apps.get(app_id)
+    def percentiles(self, app_id: str, now: float | None = None, peers: Iterable[Books] = ()) -> dict[str, float | None]:
+        """Return p50, p95 and p99 of the app's latency over the window, this book's and the peers' together."""
         result: dict[str, float | None] = {"p50": None, "p95": None, "p99": None}
-        if stats is None:
-            return result
         current = int((now if now is not None else time.time()) // SLOT_SECONDS)
         totals = [0] * len(LATENCY_BUCKETS_MS)
-        for slot_id, buckets in zip(stats.slot_ids, stats.slot_buckets):
-            if current - self.slots < slot_id <= current:
-                for index, count in enumerate(buckets):
-                    totals[index] += count
+        for book in (self.apps, *peers):
+            stats = book.get(app_id)
+            if stats is None:
+                continue
+            for slot_id, buckets in zip(stats.slot_ids, stats.slot_buckets):
+                if current - self.slots < slot_id <= current:
+                    for index, count in enumerate(buckets):
+                        totals[index] += count
         cumulative = []
         running = 0
         for bound, count in zip(LATENCY_BUCKETS_MS, totals):
@@ -71,11 +93,19 @@ class StatsBook:
             result[name] = round(histogram_quantile(q, cumulative), 3)
         return result
 
-    def document(self, app_ids, now: float | None = None) -> dict:
+    def counts(self, app_id: str, peers: Iterable[Books] = ()) -> dict[str, int]:
+        """Return the app's event counts by status, this book's and the peers' added up."""
+        totals = dict.fromkeys(STATUSES, 0)
+        for book in (self.apps, *peers):
+            stats = book.get(app_id)
+            if stats is not None:
+                for status in STATUSES:
+                    totals[status] += stats.counts.get(status, 0)
+        return totals
+
+    def document(self, app_ids, now: float | None = None, peers: Iterable[Books] = ()) -> dict:
+        peers = list(peers)
         return {
-            app_id: {
-                "events": dict(self.apps[app_id].counts) if app_id in self.apps else {"accepted": 0, "duplicate": 0, "rejected": 0},
-                "latency_ms": self.percentiles(app_id, now),
-            }
+            app_id: {"events": self.counts(app_id, peers), "latency_ms": self.percentiles(app_id, now, peers)}
             for app_id in app_ids
         }

@@ -109,6 +109,34 @@ def test_scrapes_never_drop_and_end_exact(tmp_path, redis_url):
         assert sum(per_slot) == sum(sent)
 
 
+def stats_accepted(service) -> int:
+    """Return the accepted events of every app in one /v1/stats response, read on a new connection."""
+    response = httpx.get(service.url + "/v1/stats", headers=service.headers, timeout=10)
+    response.raise_for_status()
+    return sum(app["events"]["accepted"] for app in response.json()["apps"].values())
+
+
+def test_stats_from_either_worker_count_both(tmp_path, redis_url):
+    with start_ingestion(tmp_path, store=redis_url, workers=2) as service:
+        wait_for_workers(service, 2)
+        register(service)
+        source = EventSource(APPS)
+        sent: list[int] = []
+        send(service, source, 20, sent)
+        reader = SlotReader(metrics_directory(service))
+        served = [
+            sum(found[0] for (_, name, _), found in reader.values(slot_path(reader.directory, slot)).items()
+                if name == "attribution_events_processed_total")
+            for slot in range(2)
+        ]
+        # Each worker saves its figures once a second; after that, any worker counts all of them.
+        time.sleep(1.5)
+        answers = [stats_accepted(service) for _ in range(8)]
+
+    assert all(count > 0 for count in served), served
+    assert answers == [sum(sent)] * 8
+
+
 def test_killed_worker_replaced_totals_kept(tmp_path, redis_url):
     with start_ingestion(tmp_path, store=redis_url, workers=2) as service:
         register(service)
