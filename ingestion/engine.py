@@ -7,6 +7,12 @@ click, device-id impression. The first tier with a candidate that passes the
 click-injection checks wins. Inside a tier the latest touch wins, and ties go
 to the touch that arrived last. Because the engine is deterministic,
 the same events in the same order give the same records on every backend.
+
+Touches and installs expire by event time: once the app's watermark (its latest event time)
+is more than an entry's horizon (its window plus the late-arrival allowance) past the entry's
+time, the entry matches nothing. The engine applies that cut itself, with the watermark as of
+each event, so a result does not depend on whether the store has removed the entry yet, nor on
+how the events were split into batches.
 """
 
 from __future__ import annotations
@@ -31,6 +37,13 @@ _event_id = attrgetter("event_id")
 class AppView(Protocol):
     """The engine's access to one app's state; each store backend implements it."""
 
+    # The app's latest event time before this batch, and the seconds a click, an impression
+    # and an install stay matchable past their own time.
+    watermark: float
+    click_horizon: float
+    impression_horizon: float
+    install_horizon: float
+
     def mark_seen(self, event_ids: list[str], now: float) -> list[bool]:
         """Return, for each id, whether it was seen before (earlier in the list too), and remember the new ones."""
         ...
@@ -41,7 +54,10 @@ class AppView(Protocol):
     def clicks_by_device(self, keys: tuple[str, ...]) -> Iterable[Touch]: ...
     def clicks_by_fingerprint(self, fingerprint: str) -> Iterable[Touch]: ...
     def impressions_by_device(self, keys: tuple[str, ...]) -> Iterable[Touch]: ...
-    def first_install(self, keys: tuple[str, ...]) -> Record | None: ...
+    def first_install(self, keys: tuple[str, ...], floor: float) -> Record | None:
+        """Return the earliest install kept for any of the keys, leaving out installs made before `floor`."""
+        ...
+
     def add_install(self, keys: tuple[str, ...], record: Record) -> None: ...
     def add_record(self, record: Record) -> None: ...
     def add_revenue(self, network: str | None, campaign: str | None, currency: str, amount: Decimal) -> None: ...
@@ -71,9 +87,9 @@ def fingerprint_of(event: Event) -> str | None:
 _time_then_seq = attrgetter("time", "seq")
 
 
-def _latest_first(touches: Iterable[Touch], install_time: float, window: float) -> list[Touch]:
-    """Return the live touches inside the window that ends at the install, latest first."""
-    earliest = install_time - window
+def _latest_first(touches: Iterable[Touch], install_time: float, window: float, floor: float) -> list[Touch]:
+    """Return the live touches inside the window that ends at the install and not before `floor`, latest first."""
+    earliest = max(install_time - window, floor)
     found = [touch for touch in touches if touch.alive and earliest <= touch.time <= install_time]
     if len(found) > 1:
         # Seqs are unique, so (time, seq) orders every pair: ties in time go to the later arrival.
@@ -114,37 +130,46 @@ def _first_eligible(app: AppSettings, event: Event, candidates: list[Touch], rej
 
 
 def _winning_touch(app: AppSettings, view: AppView, event: Event, keys: tuple[str, ...],
-                   rejected: list[RejectedTouch]) -> tuple[Touch | None, str]:
+                   rejected: list[RejectedTouch], watermark: float) -> tuple[Touch | None, str]:
     """Judge the tiers in order and return the winning touch and its match type."""
     install_time = event.event_time
+    # Touches older than these have expired at this watermark.
+    click_floor = watermark - view.click_horizon
     if event.referrer_click_id:
-        candidates = _latest_first(view.clicks_by_click_id(event.referrer_click_id), install_time, app.click_window_s)
+        candidates = _latest_first(
+            view.clicks_by_click_id(event.referrer_click_id), install_time, app.click_window_s, click_floor
+        )
         if candidates and (touch := _first_eligible(app, event, candidates, rejected)) is not None:
             return touch, "referrer"
     if keys:
-        candidates = _latest_first(view.clicks_by_device(keys), install_time, app.click_window_s)
+        candidates = _latest_first(view.clicks_by_device(keys), install_time, app.click_window_s, click_floor)
         if candidates and (touch := _first_eligible(app, event, candidates, rejected)) is not None:
             return touch, "device_id"
     fingerprint = fingerprint_of(event)
     if fingerprint is not None and (event.platform != "ios" or event.att_status == "authorized"):
-        candidates = _latest_first(view.clicks_by_fingerprint(fingerprint), install_time, app.fingerprint_window_s)
+        candidates = _latest_first(
+            view.clicks_by_fingerprint(fingerprint), install_time, app.fingerprint_window_s, click_floor
+        )
         if candidates and (touch := _first_eligible(app, event, candidates, rejected)) is not None:
             return touch, "fingerprint"
     if keys:
-        candidates = _latest_first(view.impressions_by_device(keys), install_time, app.impression_window_s)
+        candidates = _latest_first(
+            view.impressions_by_device(keys), install_time, app.impression_window_s,
+            watermark - view.impression_horizon,
+        )
         if candidates and (touch := _first_eligible(app, event, candidates, rejected)) is not None:
             return touch, "device_id"
     return None, "organic"
 
 
-def _attribute_install(app: AppSettings, view: AppView, event: Event, keys: tuple[str, ...]) -> Record:
+def _attribute_install(app: AppSettings, view: AppView, event: Event, keys: tuple[str, ...], watermark: float) -> Record:
     install_time = event.event_time
-    first = view.first_install(keys) if keys else None
+    first = view.first_install(keys, watermark - view.install_horizon) if keys else None
     if first is not None and 0 <= install_time - first.install_time <= app.reinstall_window_s:
         return _reinstall(app, view, event, first)
 
     rejected: list[RejectedTouch] = []
-    touch, match_type = _winning_touch(app, view, event, keys, rejected)
+    touch, match_type = _winning_touch(app, view, event, keys, rejected, watermark)
     if touch is None:
         record = Record(
             install_event_id=event.event_id,
@@ -190,13 +215,18 @@ def attribute_batch(app: AppSettings, view: AppView, events: list[Event], now: f
     # Bound once per batch: the loop below runs once per event.
     add_touch = view.add_touch
     next_seq = view.next_seq
-    latest_time = 0.0
+    # The app's watermark as of each event, for the expiry cut (see the module's doc), and the
+    # earliest install time still kept at that watermark.
+    watermark = view.watermark
+    install_horizon = view.install_horizon
+    install_floor = watermark - install_horizon
     for event, duplicate in zip(events, flags):
         if duplicate:
             continue
         event_time = event.event_time
-        if event_time > latest_time:
-            latest_time = event_time
+        if event_time > watermark:
+            watermark = event_time
+            install_floor = watermark - install_horizon
         event_type = event.event_type
 
         if event_type == "click" or event_type == "impression":
@@ -222,17 +252,17 @@ def attribute_batch(app: AppSettings, view: AppView, events: list[Event], now: f
                 )
             )
         elif event_type == "install":
-            record = _attribute_install(app, view, event, device_keys(event))
+            record = _attribute_install(app, view, event, device_keys(event), watermark)
             view.add_record(record)
             outcome.records.append(record)
         else:
             keys = device_keys(event)
-            install = view.first_install(keys) if keys else None
+            install = view.first_install(keys, install_floor) if keys else None
             network = install.network if install is not None else None
             campaign = install.campaign if install is not None else None
             outcome.carried.append((network, event_type))
             if event_type == "in_app" and event.revenue is not None:
                 view.add_revenue(network, campaign, event.currency, event.revenue)
     # Only the batch's latest event time matters to the view's watermark.
-    view.observe_event_time(latest_time)
+    view.observe_event_time(watermark)
     return outcome

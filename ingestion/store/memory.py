@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Generator, Iterable
@@ -197,6 +198,7 @@ class AppState:
         self._settings: AppSettings | None = None
         self.click_horizon = 0.0
         self.impression_horizon = 0.0
+        self.install_horizon = 0.0
 
     @property
     def settings(self) -> AppSettings | None:
@@ -209,6 +211,7 @@ class AppState:
         late = self.store.limits.late_arrival_s
         self.click_horizon = max(settings.click_window_s, settings.fingerprint_window_s) + late
         self.impression_horizon = settings.impression_window_s + late
+        self.install_horizon = settings.reinstall_window_s + late
 
     # AppView ------------------------------------------------------------
 
@@ -283,12 +286,13 @@ class AppState:
     def impressions_by_device(self, keys: tuple[str, ...]) -> Iterable[Touch]:
         return self._union(self.impressions_by_device_key, keys)
 
-    def first_install(self, keys: tuple[str, ...]) -> Record | None:
+    def first_install(self, keys: tuple[str, ...], floor: float = -math.inf) -> Record | None:
         found = None
         installs = self.installs
         for key in keys:
             record = installs[(hash(key) >> SHARD_SHIFT) & SHARD_MASK].get(key)
-            if record is not None and (found is None or record.install_time < found.install_time):
+            if (record is not None and record.install_time >= floor
+                    and (found is None or record.install_time < found.install_time)):
                 found = record
         return found
 
@@ -302,8 +306,7 @@ class AppState:
                     capture.unindexed.append((key, previous))
         for key in keys:
             installs[(hash(key) >> SHARD_SHIFT) & SHARD_MASK][key] = record
-        horizon = self.settings.reinstall_window_s + self.store.limits.late_arrival_s
-        bucket = int((record.install_time + horizon) // HOUR) + 1
+        bucket = int((record.install_time + self.install_horizon) // HOUR) + 1
         entry = InstallEntry(self.code, keys, record)
         self.install_expiry.add(bucket, entry)
         self.store.install_order.tail.append(entry)

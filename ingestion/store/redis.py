@@ -290,7 +290,7 @@ class RedisStore(Store):
         horizons = Horizons.of(app, settings.late_arrival_s)
         for attempt in range(1, settings.max_attempts + 1):
             snapshot = await self._read(client, keys, read_request)
-            view = BatchView(app, plan, snapshot, digests)
+            view = BatchView(app, plan, snapshot, digests, horizons)
             outcome = attribute_batch(app, view, events, now)
             if not view.claims:
                 return outcome
@@ -320,8 +320,8 @@ class RedisStore(Store):
             reply = await self._script(client, READ)(keys=[keys.sequence], args=[request])
         except RedisError as error:
             raise self._unavailable("read", error, app_id=keys.app_id) from error
-        sequence, seen, touches, installs, digest, commits = reply
-        return Snapshot(sequence, seen, touches, installs, digest, commits)
+        sequence, seen, touches, installs, digest, commits, watermark = reply
+        return Snapshot(sequence, seen, touches, installs, digest, commits, watermark)
 
     async def _commit(self, client, keys: AppKeys, arguments: list[bytes]) -> bytes:
         deadline = time.monotonic() + self.settings.commit_retry_s

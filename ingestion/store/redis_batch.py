@@ -140,13 +140,18 @@ class Snapshot(msgspec.Struct):
     installs: list[bytes | None]
     digest: bytes
     commits: int
+    # The app's watermark as stored (a decimal string), empty before its first batch.
+    watermark: bytes = b""
 
 
 class BatchView:
     """The engine's ``AppView`` over a snapshot, collecting the batch's writes."""
 
-    def __init__(self, app: AppSettings, plan: ReadPlan, snapshot: Snapshot, digests: Digests) -> None:
+    def __init__(self, app: AppSettings, plan: ReadPlan, snapshot: Snapshot, digests: Digests, horizons: Horizons) -> None:
         self.app = app
+        self.click_horizon = horizons.click
+        self.impression_horizon = horizons.impression
+        self.install_horizon = horizons.install
         self.plan = plan
         self.digests = digests
         self.sequence = snapshot.sequence
@@ -167,7 +172,7 @@ class BatchView:
         self.touches: list[Touch] = []
         self.records: list[Record] = []
         self.revenue: list[tuple[str | None, str | None, str, Decimal]] = []
-        self.watermark = 0.0
+        self.watermark = float(snapshot.watermark) if snapshot.watermark else 0.0
 
     # AppView ------------------------------------------------------------
 
@@ -207,7 +212,7 @@ class BatchView:
     def impressions_by_device(self, keys: tuple[str, ...]) -> Iterable[Touch]:
         return [touch for touch in self._union(DEVICE, keys) if not touch.is_click]
 
-    def first_install(self, keys: tuple[str, ...]) -> Record | None:
+    def first_install(self, keys: tuple[str, ...], floor: float = -math.inf) -> Record | None:
         found = None
         for key in keys:
             digest = self.digests[key]
@@ -216,7 +221,8 @@ class BatchView:
                 if digest not in self.stored_installs:
                     raise RuntimeError(f"install of device key digest {digest} was not read before attribution")
                 record = self.stored_installs[digest]
-            if record is not None and (found is None or record.install_time < found.install_time):
+            if (record is not None and record.install_time >= floor
+                    and (found is None or record.install_time < found.install_time)):
                 found = record
         return found
 

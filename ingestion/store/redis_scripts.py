@@ -87,7 +87,8 @@ end
 """
 
 # ARGV[1]: [reserve, event ids, queries [[suffix, min, max]], install digests, limit, dedup buckets]
-# Returns [sequence base, seen flags, touch bodies per query, install bodies, digest, commit counter].
+# Returns [sequence base, seen flags, touch bodies per query, install bodies, digest, commit counter,
+# watermark as stored ('' before the app's first commit)].
 READ = "#!lua\n" + _SHARED + r"""
 local request = cmsgpack.unpack(ARGV[1])
 local base = string.sub(KEYS[1], 1, -3)
@@ -104,7 +105,8 @@ for i = 1, #ids do
 end
 local touches, found, digest = read_set(base, queries, installs, limit)
 local commits = tonumber(redis.call('GET', base .. ':c')) or 0
-return {sequence, seen, touches, found, digest, commits}
+local watermark = redis.call('GET', base .. ':w') or ''
+return {sequence, seen, touches, found, digest, commits, watermark}
 """
 
 # ARGV[1]: [token, [dedup buckets, bucket to claim in, its TTL], claims, digest, queries, install digests, limit,

@@ -647,3 +647,56 @@ async def test_same_events_same_records(make_harness, seed):
     assert {record["match_type"] for record in whole_records} >= {"referrer", "device_id", "fingerprint"}
     assert whole_records == split_records
     assert whole_revenue == split_revenue
+
+
+# Late installs, sent after an event far later in event time. A click stays matchable for its
+# longer window (7 days) plus the late-arrival allowance (1 day), an install for the reinstall
+# window (90 days) plus the allowance.
+CLICK_HORIZON = 8 * 86400
+INSTALL_HORIZON = 91 * 86400
+PAST_HORIZON = 2 * 3600
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one batch", "one batch per event"])
+async def test_click_past_horizon_not_matched(make_harness, split):
+    harness = await make_harness()
+    documents = [
+        event("click", "click", T, gaid="g-1"),
+        event("session", "later", T + CLICK_HORIZON + PAST_HORIZON),
+        event("install", "install", T + 100, gaid="g-1"),
+    ]
+
+    for batch in [[document] for document in documents] if split else [documents]:
+        await harness.send(*batch)
+
+    assert (await harness.record("install"))["status"] == "organic"
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one batch", "one batch per event"])
+async def test_click_within_horizon_matched(make_harness, split):
+    harness = await make_harness()
+    documents = [
+        event("click", "click", T, gaid="g-1"),
+        event("session", "later", T + CLICK_HORIZON - PAST_HORIZON),
+        event("install", "install", T + 100, gaid="g-1"),
+    ]
+
+    for batch in [[document] for document in documents] if split else [documents]:
+        await harness.send(*batch)
+
+    assert (await harness.record("install"))["touch_event_id"] == "click"
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one batch", "one batch per event"])
+async def test_install_past_horizon_not_reinstalled(make_harness, split):
+    harness = await make_harness()
+    documents = [
+        event("install", "first", T, gaid="g-1"),
+        event("session", "later", T + INSTALL_HORIZON + PAST_HORIZON),
+        event("install", "second", T + 100, gaid="g-1"),
+    ]
+
+    for batch in [[document] for document in documents] if split else [documents]:
+        await harness.send(*batch)
+
+    assert (await harness.record("second"))["status"] == "organic"
