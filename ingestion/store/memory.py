@@ -897,15 +897,17 @@ class MemoryStore(Store):
     def _apply_now(self, app: AppSettings, events: list[Event], now: float) -> Outcome:
         state = self._state_for(app.app_id)
         state.settings = app
+        # Before the batch, so an id past the horizon at this receipt time counts as new in it.
+        self._forget_seen(now)
         outcome = attribute_batch(app, state, events, now)
         self._enforce_bounds(state, now)
         return outcome
 
-    def _enforce_bounds(self, state: AppState, now: float) -> None:
-        touches, installs = state.expire()
-        self.expired["touch"] += touches
-        self.expired["install"] += installs
+    def _forget_seen(self, now: float, evict_excess: bool = False) -> None:
+        """Drop the duplicate filter's ids received more than the horizon before `now`.
 
+        With `evict_excess`, also drop the oldest ids past `max_dedup_entries`.
+        """
         seen_order = self.seen_order
         seen_codes = self.seen_codes
         seen_times = self.seen_times
@@ -917,13 +919,19 @@ class MemoryStore(Store):
         while seen_times and seen_times.first() < horizon:
             seen_times.popleft()
             expired += 1
-        excess = max(0, len(seen_order) - expired - self.limits.max_dedup_entries)
+        excess = max(0, len(seen_order) - expired - self.limits.max_dedup_entries) if evict_excess else 0
         seen_times.drop(excess)
         states = self.states_by_code
         for code, event_id in zip(seen_codes.take(expired + excess), seen_order.take(expired + excess)):
             states[code].seen[(hash(event_id) >> SHARD_SHIFT) & SHARD_MASK].remove(event_id)
         self.expired["dedup"] += expired
         self.evicted["dedup"] += excess
+
+    def _enforce_bounds(self, state: AppState, now: float) -> None:
+        touches, installs = state.expire()
+        self.expired["touch"] += touches
+        self.expired["install"] += installs
+        self._forget_seen(now, evict_excess=True)
 
         self.install_order.seal()
         order = self.touch_order

@@ -299,6 +299,17 @@ async def test_dedup_horizon_forgets_ids(make_harness):
     assert outside.duplicate_flags == [False]
 
 
+async def test_id_past_horizon_new_in_next_batch(make_harness):
+    harness = await make_harness(limits=MemoryLimits(dedup_horizon_s=60))
+    await harness.send(event("session", "session", T), now=NOW)
+
+    resent = await harness.send(event("session", "session", T), event("session", "session", T), now=NOW + 61)
+
+    # Forgotten before the batch, so the first copy is new and the second a duplicate of it.
+    assert resent.duplicate_flags == [False, True]
+    assert harness.store.expired["dedup"] == 1
+
+
 # Persistence -----------------------------------------------------------------
 
 
