@@ -39,7 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=port_number, default=int(env_default("UNMOGROWP_INGESTION_PORT", "8081")),
                         help="TCP port to listen on (environment: UNMOGROWP_INGESTION_PORT)")
     parser.add_argument("--data-dir", type=Path, default=default_data_dir() / "ingestion",
-                        help="folder of the embedded store's journal, snapshot and apps")
+                        help="folder of the embedded store's journal, snapshot and apps; ingestion in "
+                        "UNMOGROWP_DATA_DIR when that is set. The admin token file is admin-token in "
+                        "UNMOGROWP_DATA_DIR, else var, whatever this option says")
     parser.add_argument("--store", default=env_default("UNMOGROWP_STORE", "memory"),
                         help="memory (embedded, kept under --data-dir), redis://HOST:PORT/DB, "
                         "or redis+cluster://HOST:PORT[,HOST:PORT...]; add ?prefix=NAME to a Redis URL to prefix "
