@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import msgspec
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 
 from exporters.tracing import child_span, current_exemplar, record_batch
 from ingestion.auth import Authenticator, Principal, bearer_token, new_ingest_key
@@ -95,12 +96,35 @@ async def _decode_json_body(request: Request, decoder: msgspec.json.Decoder, max
         raise HTTPException(400, f"body is not valid JSON: {error}") from None
 
 
+# Fix hints by app settings field, appended to the decoder's reason for a bad value.
+_WINDOW_HINT = "send whole seconds from 0 to 315360000 (ten years)"
+APP_FIELD_HINTS = {
+    "app_id": "send 1 to 128 characters",
+    "platform": "use one of ios, android, web",
+    "max_events_per_second": "send a whole number above 0, or leave the field out for no limit",
+    **dict.fromkeys(
+        ("click_window_s", "impression_window_s", "fingerprint_window_s", "reinstall_window_s", "ctit_min_s"),
+        _WINDOW_HINT,
+    ),
+}
+_SETTABLE_FIELDS = ", ".join(name for name in APP_FIELD_HINTS if name != "app_id")
+
+
 def _describe_field_error(error: msgspec.ValidationError) -> str:
+    """Turn msgspec's "Reason - at `$.field`" into "field: reason; fix" for app settings."""
     message = str(error)
     reason, _, path = message.partition(" - at `")
     field = path.rstrip("`").removeprefix("$").lstrip(".")
     if field:
-        return f"{field}: {reason}"
+        hint = APP_FIELD_HINTS.get(field)
+        return f"{field}: {reason}" + (f"; {hint}" if hint else "")
+    missing = "Object missing required field `"
+    if reason.startswith(missing):
+        name = reason[len(missing):].rstrip("`")
+        hint = APP_FIELD_HINTS.get(name)
+        return f"{name}: missing required field" + (f"; {hint}" if hint else "")
+    if reason.startswith("Object contains unknown field"):
+        return f"{reason}; the settings are app_id (at registration only) and {_SETTABLE_FIELDS}"
     return reason
 
 
@@ -459,6 +483,18 @@ async def stats(request: Request) -> Response:
     return json_response({"generated_at": format_time(now), "window_seconds": service.stats.window_seconds, "apps": apps})
 
 
+async def _invalid_parameters(request: Request, error: RequestValidationError) -> Response:
+    """Return 422 with one plain message naming each invalid query or path parameter, as other errors do."""
+    problems = []
+    for problem in error.errors():
+        name = ".".join(str(part) for part in problem.get("loc", ())[1:]) or "request"
+        problems.append(f"{name}: {problem.get('msg', 'invalid value')}")
+    message = "; ".join(problems)
+    if any(problem.startswith("limit:") for problem in problems):
+        message += f"; send limit from 1 to {MAX_PAGE_SIZE}"
+    return json_response({"detail": message}, 422)
+
+
 async def _store_unavailable(request: Request, error: StoreUnavailable) -> Response:
     """Return 503 with Retry-After from any route whose store call failed."""
     logger.error(
@@ -476,6 +512,7 @@ def install_routes(app: FastAPI, service: IngestionService) -> None:
     app.state.ingestion = service
     app.include_router(router)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
+    app.add_exception_handler(RequestValidationError, _invalid_parameters)
     schema = msgspec.json.schema_components([Event], ref_template="#/components/schemas/{name}")[1]
 
     original_openapi = app.openapi

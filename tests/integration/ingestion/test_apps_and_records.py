@@ -37,10 +37,12 @@ def test_register_twice_conflicts(api):
 @pytest.mark.parametrize(
     ("document", "message"),
     [
-        ({"platform": "ios"}, "missing required field `app_id`"),
-        ({"app_id": "x", "platform": "symbian"}, "platform"),
-        ({"app_id": "x", "platform": "ios", "click_window_s": -1}, "click_window_s"),
-        ({"app_id": "x", "platform": "ios", "colour": "red"}, "colour"),
+        ({"platform": "ios"}, "app_id: missing required field; send 1 to 128 characters"),
+        ({"app_id": "x", "platform": "symbian"}, "platform: Invalid enum value 'symbian'; use one of ios, android, web"),
+        ({"app_id": "x", "platform": "ios", "click_window_s": -1},
+         "click_window_s: Expected `int` >= 0; send whole seconds from 0 to 315360000"),
+        ({"app_id": "x", "platform": "ios", "colour": "red"},
+         "Object contains unknown field `colour`; the settings are app_id (at registration only) and platform"),
     ],
     ids=["missing app_id", "unknown platform", "negative window", "unknown field"],
 )
@@ -49,6 +51,27 @@ def test_register_invalid_rejected(api, document, message):
 
     assert response.status_code == 422
     assert message in response.json()["detail"]
+
+
+@pytest.mark.parametrize("limit", ["0", "5000", "many"])
+def test_invalid_limit_named_in_plain_message(api, limit):
+    app_id, key = api.register()
+
+    response = api.client.get("/v1/attributions", params={"app_id": app_id, "limit": limit},
+                              headers={"Authorization": f"Bearer {key}"})
+
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("limit: ")
+    assert response.json()["detail"].endswith("send limit from 1 to 1000")
+
+
+def test_patch_of_app_id_rejected(api):
+    app_id, _ = api.register()
+
+    response = api.client.patch(f"/v1/apps/{app_id}", json={"app_id": "renamed"}, headers=api.admin)
+
+    assert response.status_code == 422
+    assert "unknown field `app_id`; the settings are app_id (at registration only)" in response.json()["detail"]
 
 
 def test_patch_changes_click_window(api):
