@@ -164,8 +164,15 @@ def _winning_touch(app: AppSettings, view: AppView, event: Event, keys: tuple[st
 
 def _attribute_install(app: AppSettings, view: AppView, event: Event, keys: tuple[str, ...], watermark: float) -> Record:
     install_time = event.event_time
-    first = view.first_install(keys, watermark - view.install_horizon) if keys else None
+    floor = watermark - view.install_horizon
+    first = view.first_install(keys, floor) if keys else None
     if first is not None and 0 <= install_time - first.install_time <= app.reinstall_window_s:
+        if len(keys) > 1:
+            # An identifier first seen on this reinstall (a new IDFV, say) belongs to the same
+            # device: later installs and in-app events that carry only it find the first install.
+            unlinked = tuple(key for key in keys if view.first_install((key,), floor) is None)
+            if unlinked:
+                view.add_install(unlinked, first)
         return _reinstall(app, view, event, first)
 
     rejected: list[RejectedTouch] = []

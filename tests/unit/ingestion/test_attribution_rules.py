@@ -649,6 +649,41 @@ async def test_same_events_same_records(make_harness, seed):
     assert whole_revenue == split_revenue
 
 
+async def test_reinstall_links_new_identifier(harness):
+    await harness.send(
+        event("click", "click", T - 100, gaid="g-1", network="adnet"),
+        event("install", "first", T, gaid="g-1"),
+        event("install", "second", T + 900, gaid="g-1", idfv="v-new"),
+    )
+
+    await harness.send(
+        event("install", "third", T + 1900, idfv="V-NEW"),
+        event("in_app", "purchase", T + 2000, idfv="v-new", event_name="buy", revenue="2.50", currency="USD"),
+    )
+    third = await harness.record("third")
+    [line] = await harness.store.revenue(harness.settings.app_id)
+
+    assert third["status"] == "reinstall"
+    assert third["touch_event_id"] == "click"
+    assert line.network == "adnet"
+    assert line.amount == "2.50"
+
+
+async def test_reinstall_keeps_linked_identifier_of_other_install(harness):
+    await harness.send(
+        event("click", "click-a", T - 100, gaid="g-a", network="net-a"),
+        event("install", "install-a", T, gaid="g-a"),
+        event("click", "click-b", T + 50, idfv="v-b", network="net-b"),
+        event("install", "install-b", T + 100, idfv="v-b"),
+        event("install", "reinstall", T + 900, gaid="g-a", idfv="v-b"),
+    )
+
+    await harness.send(event("install", "later", T + 1000, idfv="v-b"))
+
+    assert (await harness.record("reinstall"))["touch_event_id"] == "click-a"
+    assert (await harness.record("later"))["touch_event_id"] == "click-b"
+
+
 # Late installs, sent after an event far later in event time. A click stays matchable for its
 # longer window (7 days) plus the late-arrival allowance (1 day), an install for the reinstall
 # window (90 days) plus the allowance.
