@@ -349,11 +349,19 @@ def _print_reconciliation(run: dict, show: int) -> None:
     print(f"run {run['run_id']}: {run['matched']} of {run['compared']} installs matched, "
           f"accuracy {run['accuracy_percent']:g} %")
     for mismatch in run["mismatches"][:show]:
-        print(f"  {mismatch['install_event_id']}: {mismatch['reason']} (expected network "
-              f"{mismatch['expected_network'] or 'organic'}, got {mismatch['actual_network'] or mismatch['actual_status'] or '-'})")
+        print(f"  {mismatch['install_event_id']}: {mismatch['reason']} ({_mismatch_detail(mismatch)})")
     if run["mismatch_count"] > show:
         print(f"  ... and {run['mismatch_count'] - show} more; see GET /v1/customers/{run['customer_id']}"
               f"/reconciliations/{run['run_id']}")
+
+
+def _mismatch_detail(mismatch: dict) -> str:
+    """Return what differs: the campaigns for campaign_differs, else the networks."""
+    if mismatch["reason"] == "campaign_differs":
+        return (f"network {mismatch['actual_network']}: expected campaign {mismatch.get('expected_campaign') or '-'}, "
+                f"got {mismatch.get('actual_campaign') or '-'}")
+    actual = mismatch["actual_network"] or mismatch["actual_status"] or "-"
+    return f"expected network {mismatch['expected_network'] or 'organic'}, got {actual}"
 
 
 def _list_all(api: Api, args: argparse.Namespace) -> dict:

@@ -63,6 +63,19 @@ def test_cli_walks_a_pilot(tracker, ingestion, tmp_path):
     assert "pilot customers: 1, successful: 0" in summary.stdout
 
 
+def test_cli_reconcile_shows_campaigns(tracker, ingestion, tmp_path):
+    ingestion.add_record("acme.ios", "i-1", "AdNet", campaign="spring")
+    added = _cli(tracker, "add", "acme", "--company", "Acme Games", "--app", "acme.ios")
+    assert added.returncode == 0, added.stderr
+    reference = tmp_path / "reference.csv"
+    reference.write_text("install_event_id,network,campaign\ni-1,AdNet,winter\n")
+
+    reconciled = _cli(tracker, "reconcile", "acme", str(reference))
+
+    assert reconciled.returncode == 0, reconciled.stderr
+    assert "i-1: campaign_differs (network AdNet: expected campaign winter, got spring)" in reconciled.stdout
+
+
 def test_cli_rejection_exit_codes(tracker):
     rejected = _cli(tracker, "survey", "nobody", "--score", "50")
     assert rejected.returncode == 1
