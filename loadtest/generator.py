@@ -6,6 +6,10 @@ then sessions and in-app purchases. The generator builds every funnel from a nam
 that the ingestion service must produce for each install under the default app settings
 (click window 7 days, impression and fingerprint windows 1 day, reinstall window 90 days,
 minimum click-to-install time 10 s). Touches always precede their install in batch order.
+That attribution holds for the first send of a batch to an app. Every send repeats the same event
+times, up to about 10 days before `now`, so a later send to the same app arrives that late behind
+the app's watermark, and the service judges its older touches expired unless `--late-arrival` is
+raised to about 4 days.
 
 A `BatchTemplate` is one encoded batch in which every event id, click id, device id and
 user-agent build string carries the placeholder `SEQUENCE_PLACEHOLDER`. The template keeps the
