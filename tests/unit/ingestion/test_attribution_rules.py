@@ -692,46 +692,36 @@ INSTALL_HORIZON = 91 * 86400
 PAST_HORIZON = 2 * 3600
 
 
+# (case id, events in arrival order, install to read, record field, expected value)
+LATE_CASES = [
+    (
+        "click past horizon",
+        [event("click", "click", T, gaid="g-1"), event("session", "later", T + CLICK_HORIZON + PAST_HORIZON),
+         event("install", "install", T + 100, gaid="g-1")],
+        "install", "status", "organic",
+    ),
+    (
+        "click within horizon",
+        [event("click", "click", T, gaid="g-1"), event("session", "later", T + CLICK_HORIZON - PAST_HORIZON),
+         event("install", "install", T + 100, gaid="g-1")],
+        "install", "touch_event_id", "click",
+    ),
+    (
+        "install past horizon",
+        [event("install", "first", T, gaid="g-1"), event("session", "later", T + INSTALL_HORIZON + PAST_HORIZON),
+         event("install", "second", T + 100, gaid="g-1")],
+        "second", "status", "organic",
+    ),
+]
+
+
 @pytest.mark.parametrize("split", [False, True], ids=["one batch", "one batch per event"])
-async def test_click_past_horizon_not_matched(make_harness, split):
+@pytest.mark.parametrize(("documents", "install", "field", "expected"), [case[1:] for case in LATE_CASES],
+                         ids=[case[0] for case in LATE_CASES])
+async def test_late_install_judged_alike_however_split(make_harness, documents, install, field, expected, split):
     harness = await make_harness()
-    documents = [
-        event("click", "click", T, gaid="g-1"),
-        event("session", "later", T + CLICK_HORIZON + PAST_HORIZON),
-        event("install", "install", T + 100, gaid="g-1"),
-    ]
 
     for batch in [[document] for document in documents] if split else [documents]:
         await harness.send(*batch)
 
-    assert (await harness.record("install"))["status"] == "organic"
-
-
-@pytest.mark.parametrize("split", [False, True], ids=["one batch", "one batch per event"])
-async def test_click_within_horizon_matched(make_harness, split):
-    harness = await make_harness()
-    documents = [
-        event("click", "click", T, gaid="g-1"),
-        event("session", "later", T + CLICK_HORIZON - PAST_HORIZON),
-        event("install", "install", T + 100, gaid="g-1"),
-    ]
-
-    for batch in [[document] for document in documents] if split else [documents]:
-        await harness.send(*batch)
-
-    assert (await harness.record("install"))["touch_event_id"] == "click"
-
-
-@pytest.mark.parametrize("split", [False, True], ids=["one batch", "one batch per event"])
-async def test_install_past_horizon_not_reinstalled(make_harness, split):
-    harness = await make_harness()
-    documents = [
-        event("install", "first", T, gaid="g-1"),
-        event("session", "later", T + INSTALL_HORIZON + PAST_HORIZON),
-        event("install", "second", T + 100, gaid="g-1"),
-    ]
-
-    for batch in [[document] for document in documents] if split else [documents]:
-        await harness.send(*batch)
-
-    assert (await harness.record("second"))["status"] == "organic"
+    assert (await harness.record(install))[field] == expected
