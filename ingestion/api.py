@@ -19,7 +19,15 @@ from fastapi.exceptions import RequestValidationError
 from exporters.tracing import child_span, current_exemplar, record_batch
 from ingestion.auth import Authenticator, Principal, bearer_token, new_ingest_key
 from ingestion.body import JSON_TYPES, NDJSON_TYPES, media_type, read_limited_body
-from ingestion.events import BatchFormatError, Event, EventError, decode_batch, validate_event
+from ingestion.events import (
+    BatchFormatError,
+    Event,
+    EventError,
+    decode_batch,
+    field_and_reason,
+    validate_event,
+    with_hint,
+)
 from ingestion.metrics import UNKNOWN, UNREGISTERED_APP, IngestionMetrics
 from ingestion.model import AppSettings, AppUpdate, StoredApp, format_time, record_to_json
 from ingestion.ratelimit import RateLimits
@@ -112,17 +120,9 @@ _SETTABLE_FIELDS = ", ".join(name for name in APP_FIELD_HINTS if name != "app_id
 
 def _describe_field_error(error: msgspec.ValidationError) -> str:
     """Turn msgspec's "Reason - at `$.field`" into "field: reason; fix" for app settings."""
-    message = str(error)
-    reason, _, path = message.partition(" - at `")
-    field = path.rstrip("`").removeprefix("$").lstrip(".")
+    field, reason = field_and_reason(error)
     if field:
-        hint = APP_FIELD_HINTS.get(field)
-        return f"{field}: {reason}" + (f"; {hint}" if hint else "")
-    missing = "Object missing required field `"
-    if reason.startswith(missing):
-        name = reason[len(missing):].rstrip("`")
-        hint = APP_FIELD_HINTS.get(name)
-        return f"{name}: missing required field" + (f"; {hint}" if hint else "")
+        return with_hint(field, reason, APP_FIELD_HINTS)
     if reason.startswith("Object contains unknown field"):
         return f"{reason}; the settings are app_id (at registration only) and {_SETTABLE_FIELDS}"
     return reason

@@ -110,24 +110,37 @@ _envelope_decoder = msgspec.json.Decoder(_Envelope)
 _params_encoder = msgspec.json.Encoder()
 
 
-def describe_decode_error(error: msgspec.ValidationError) -> str:
-    """Turn msgspec's "Reason - at `$.field`" into "field: reason; fix"."""
-    message = str(error)
-    reason, _, path = message.partition(" - at `")
-    path = path.rstrip("`")
-    field = path.removeprefix("$").lstrip(".")
+MISSING_FIELD = "missing required field"
+_MISSING_PREFIX = "Object missing required field `"
+
+
+def field_and_reason(error: msgspec.ValidationError) -> tuple[str, str]:
+    """Split msgspec's "Reason - at `$.field`" into the field and the reason.
+
+    A missing field is named with the reason MISSING_FIELD. The field is empty when the error
+    is about the object as a whole.
+    """
+    reason, _, path = str(error).partition(" - at `")
+    field = path.rstrip("`").removeprefix("$").lstrip(".")
     if field.startswith("[") and "]." in field:
         field = field.split("].", 1)[1]
-    if not field:
-        missing_prefix = "Object missing required field `"
-        if reason.startswith(missing_prefix):
-            name = reason[len(missing_prefix) :].rstrip("`")
-            hint = FIELD_HINTS.get(name)
-            return f"{name}: missing required field" + (f"; {hint}" if hint else "")
-        return f"event: {reason}; send a JSON object with event_id, app_id and event_type"
-    top_field = field.split(".", 1)[0].split("[", 1)[0]
-    hint = FIELD_HINTS.get(top_field)
+    if not field and reason.startswith(_MISSING_PREFIX):
+        return reason[len(_MISSING_PREFIX) :].rstrip("`"), MISSING_FIELD
+    return field, reason
+
+
+def with_hint(field: str, reason: str, hints: dict[str, str]) -> str:
+    """Return "field: reason", followed by the fix that `hints` gives for the field's top-level name."""
+    hint = hints.get(field.split(".", 1)[0].split("[", 1)[0])
     return f"{field}: {reason}" + (f"; {hint}" if hint else "")
+
+
+def describe_decode_error(error: msgspec.ValidationError) -> str:
+    """Turn msgspec's "Reason - at `$.field`" into "field: reason; fix"."""
+    field, reason = field_and_reason(error)
+    if not field:
+        return f"event: {reason}; send a JSON object with event_id, app_id and event_type"
+    return with_hint(field, reason, FIELD_HINTS)
 
 
 def _event_id_of(raw: bytes) -> str | None:

@@ -17,8 +17,8 @@ string is shared between events but the app's labels (network, campaign, ad grou
 Longer ids and user agents cost more; repeated user agents cost less.
 
 From these figures the report estimates the store at given maxima (the service's defaults
-unless `--max-touches` and the others say otherwise): every touch a click, every install with
-its record, and the duplicate filter's other entries ids only. With `--baseline`, every child
+unless `--max-touches` and the other maxima options set them): every touch a click, every
+install with its record, and the duplicate filter's other entries ids only. With `--baseline`, every child
 also runs against the `ingestion` package of that work tree, the two sides alternating kind by
 kind, and the report gives the ratio.
 """
