@@ -6,10 +6,12 @@ then sessions and in-app purchases. The generator builds every funnel from a nam
 that the ingestion service must produce for each install under the default app settings
 (click window 7 days, impression and fingerprint windows 1 day, reinstall window 90 days,
 minimum click-to-install time 10 s). Touches always precede their install in batch order.
-That attribution holds for the first send of a batch to an app. Every send repeats the same event
-times, up to about 10 days before `now`, so a later send to the same app arrives that late behind
-the app's watermark, and the service judges its older touches expired unless `--late-arrival` is
-raised to about 4 days.
+Every send of a batch repeats the same event times, so after the first send to an app its
+watermark (latest event time) is near `now`, and each later send arrives behind it. Installs are
+therefore at most 36 hours old: every touch that a funnel's expected record names then lies
+inside its horizon at that watermark (a click up to 7.5 days back against 8 days, a winning
+impression up to 39 hours back against 2 days, with the service's default one-day late-arrival
+allowance), and the expected attribution holds for every send, not only the first.
 
 A `BatchTemplate` is one encoded batch in which every event id, click id, device id and
 user-agent build string carries the placeholder `SEQUENCE_PLACEHOLDER`. The template keeps the
@@ -588,8 +590,9 @@ def build_template(
     """Build a batch of `batch_size` events for one app.
 
     About `stray_share` of the events are touches from devices that never install; the rest
-    form install funnels. Install times lie between 3 days and 3 hours before `now` (default:
-    the current time), so no event is ahead of the server clock. A `seed` makes the batch
+    form install funnels. Install times lie between 36 hours and 3 hours before `now` (default:
+    the current time), so no event is ahead of the server clock and repeated sends still match
+    (see the module's doc). A `seed` makes the batch
     reproducible; without one, the random token comes from os.urandom, so forked Locust
     processes never share ids.
     """
@@ -611,7 +614,7 @@ def build_template(
     scenarios = list(table)
     weights = list(table.values())
     latest_install = now - 3 * 3600
-    earliest_install = now - 3 * 86400
+    earliest_install = now - 36 * 3600
 
     while len(builder.events) + _MAX_FUNNEL_EVENTS <= batch_size:
         if rng.random() < stray_share:
