@@ -298,10 +298,12 @@ async def post_events(request: Request) -> Response:
         metrics.duration.labels(EVENTS_ENDPOINT).observe(elapsed, count=total_events, exemplar=current_exemplar())
     latency_ms = elapsed * 1000.0
     for app_id, (accepted, duplicates) in per_app_counts.items():
-        service.stats.record(app_id, accepted, duplicates, rejected_by_app.pop(app_id, 0), latency_ms, now)
+        stored = store.cached_app(app_id)
+        registered_at = stored.created_at if stored is not None else 0.0
+        service.stats.record(app_id, registered_at, accepted, duplicates, rejected_by_app.pop(app_id, 0), latency_ms, now)
     for app_id, rejected in rejected_by_app.items():
-        if app_id != UNREGISTERED_APP and store.cached_app(app_id) is not None:
-            service.stats.record(app_id, 0, 0, rejected, latency_ms, now)
+        if app_id != UNREGISTERED_APP and (stored := store.cached_app(app_id)) is not None:
+            service.stats.record(app_id, stored.created_at, 0, 0, rejected, latency_ms, now)
 
     errors.sort(key=lambda error: error.index)
     record_batch(
@@ -476,10 +478,10 @@ async def stats(request: Request) -> Response:
     _require_admin(request)
     service: IngestionService = request.app.state.ingestion
     now = time.time()
-    app_ids = [app.settings.app_id for app in await service.store.list_apps()]
-    apps = service.stats.document(app_ids, now, service.stats_peers())
-    for app_id in app_ids:
-        apps[app_id]["revenue"] = [dataclasses.asdict(line) for line in await service.store.revenue(app_id)]
+    registered = [(app.settings.app_id, app.created_at) for app in await service.store.list_apps()]
+    apps = service.stats.document(registered, now, service.stats_peers())
+    for app_id, document in apps.items():
+        document["revenue"] = [dataclasses.asdict(line) for line in await service.store.revenue(app_id)]
     return json_response({"generated_at": format_time(now), "window_seconds": service.stats.window_seconds, "apps": apps})
 
 

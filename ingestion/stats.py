@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import msgspec
 
@@ -29,10 +29,18 @@ class AppStats(msgspec.Struct):
     slot_ids: list[int]
     # Events per latency bucket, one list of len(LATENCY_BUCKETS_MS) per ring position.
     slot_buckets: list[list[int]]
+    # The app's registration time, so the figures of a deleted app are not added to those of a
+    # new app registered later with the same id.
+    registered_at: float = 0.0
 
     @classmethod
-    def empty(cls, slots: int) -> AppStats:
-        return cls(dict.fromkeys(STATUSES, 0), [-1] * slots, [[0] * len(LATENCY_BUCKETS_MS) for _ in range(slots)])
+    def empty(cls, slots: int, registered_at: float) -> AppStats:
+        return cls(
+            dict.fromkeys(STATUSES, 0),
+            [-1] * slots,
+            [[0] * len(LATENCY_BUCKETS_MS) for _ in range(slots)],
+            registered_at,
+        )
 
 
 # Every app's figures in one book, as saved for the other workers to read.
@@ -47,10 +55,12 @@ class StatsBook:
         # Bumped by every change, so a saver can skip a book that has not changed.
         self.version = 0
 
-    def record(self, app_id: str, accepted: int, duplicates: int, rejected: int, latency_ms: float, now: float | None = None) -> None:
+    def record(self, app_id: str, registered_at: float, accepted: int, duplicates: int, rejected: int,
+               latency_ms: float, now: float | None = None) -> None:
+        """Count one request's events of an app registered at `registered_at`, and its latency."""
         stats = self.apps.get(app_id)
-        if stats is None:
-            stats = self.apps[app_id] = AppStats.empty(self.slots)
+        if stats is None or stats.registered_at != registered_at:
+            stats = self.apps[app_id] = AppStats.empty(self.slots, registered_at)
         self.version += 1
         stats.counts["accepted"] += accepted
         stats.counts["duplicate"] += duplicates
@@ -69,15 +79,20 @@ class StatsBook:
         if self.apps.pop(app_id, None) is not None:
             self.version += 1
 
-    def percentiles(self, app_id: str, now: float | None = None, peers: Iterable[Books] = ()) -> dict[str, float | None]:
+    def _entries(self, app_id: str, registered_at: float, peers: Iterable[Books]) -> Iterator[AppStats]:
+        """Yield the app's figures from this book and the peers', leaving out an earlier app of the same id."""
+        for book in (self.apps, *peers):
+            stats = book.get(app_id)
+            if stats is not None and stats.registered_at == registered_at:
+                yield stats
+
+    def percentiles(self, app_id: str, registered_at: float, now: float | None = None,
+                    peers: Iterable[Books] = ()) -> dict[str, float | None]:
         """Return p50, p95 and p99 of the app's latency over the window, this book's and the peers' together."""
         result: dict[str, float | None] = {"p50": None, "p95": None, "p99": None}
         current = int((now if now is not None else time.time()) // SLOT_SECONDS)
         totals = [0] * len(LATENCY_BUCKETS_MS)
-        for book in (self.apps, *peers):
-            stats = book.get(app_id)
-            if stats is None:
-                continue
+        for stats in self._entries(app_id, registered_at, peers):
             for slot_id, buckets in zip(stats.slot_ids, stats.slot_buckets):
                 if current - self.slots < slot_id <= current:
                     for index, count in enumerate(buckets):
@@ -93,19 +108,21 @@ class StatsBook:
             result[name] = round(histogram_quantile(q, cumulative), 3)
         return result
 
-    def counts(self, app_id: str, peers: Iterable[Books] = ()) -> dict[str, int]:
+    def counts(self, app_id: str, registered_at: float, peers: Iterable[Books] = ()) -> dict[str, int]:
         """Return the app's event counts by status, this book's and the peers' added up."""
         totals = dict.fromkeys(STATUSES, 0)
-        for book in (self.apps, *peers):
-            stats = book.get(app_id)
-            if stats is not None:
-                for status in STATUSES:
-                    totals[status] += stats.counts.get(status, 0)
+        for stats in self._entries(app_id, registered_at, peers):
+            for status in STATUSES:
+                totals[status] += stats.counts.get(status, 0)
         return totals
 
-    def document(self, app_ids, now: float | None = None, peers: Iterable[Books] = ()) -> dict:
+    def document(self, apps: Iterable[tuple[str, float]], now: float | None = None, peers: Iterable[Books] = ()) -> dict:
+        """Return counts and percentiles of each (app id, registration time) pair, keyed by app id."""
         peers = list(peers)
         return {
-            app_id: {"events": self.counts(app_id, peers), "latency_ms": self.percentiles(app_id, now, peers)}
-            for app_id in app_ids
+            app_id: {
+                "events": self.counts(app_id, registered_at, peers),
+                "latency_ms": self.percentiles(app_id, registered_at, now, peers),
+            }
+            for app_id, registered_at in apps
         }

@@ -137,6 +137,28 @@ def test_stats_from_either_worker_count_both(tmp_path, redis_url):
     assert answers == [sum(sent)] * 8
 
 
+def test_registered_again_starts_from_zero(tmp_path, redis_url):
+    app_id = "scaling.android"
+    with start_ingestion(tmp_path, store=redis_url, workers=2) as service:
+        wait_for_workers(service, 2)
+        register(service)
+        send(service, EventSource(APPS), 20, [])
+        time.sleep(1.5)
+        deleted = httpx.delete(f"{service.url}/v1/apps/{app_id}", headers=service.headers, timeout=10)
+        registered = httpx.post(service.url + "/v1/apps", json={"app_id": app_id, "platform": "android"},
+                                headers=service.headers, timeout=10)
+        # Both workers save their books again within a second; neither may count the old app's events.
+        time.sleep(1.5)
+        answers = []
+        for _ in range(8):
+            response = httpx.get(service.url + "/v1/stats", headers=service.headers, timeout=10)
+            answers.append(response.json()["apps"][app_id]["events"])
+
+    assert deleted.status_code == 204
+    assert registered.status_code == 201
+    assert answers == [{"accepted": 0, "duplicate": 0, "rejected": 0}] * 8
+
+
 def test_killed_worker_replaced_totals_kept(tmp_path, redis_url):
     with start_ingestion(tmp_path, store=redis_url, workers=2) as service:
         register(service)
