@@ -162,9 +162,10 @@ def _winning_touch(app: AppSettings, view: AppView, event: Event, keys: tuple[st
     return None, "organic"
 
 
-def _attribute_install(app: AppSettings, view: AppView, event: Event, keys: tuple[str, ...], watermark: float) -> Record:
+def _attribute_install(app: AppSettings, view: AppView, event: Event, keys: tuple[str, ...], watermark: float,
+                       floor: float) -> Record:
+    """Return the install's record; `floor` is the earliest install time still kept at `watermark`."""
     install_time = event.event_time
-    floor = watermark - view.install_horizon
     first = view.first_install(keys, floor) if keys else None
     if first is not None and 0 <= install_time - first.install_time <= app.reinstall_window_s:
         if len(keys) > 1:
@@ -259,7 +260,7 @@ def attribute_batch(app: AppSettings, view: AppView, events: list[Event], now: f
                 )
             )
         elif event_type == "install":
-            record = _attribute_install(app, view, event, device_keys(event), watermark)
+            record = _attribute_install(app, view, event, device_keys(event), watermark, install_floor)
             view.add_record(record)
             outcome.records.append(record)
         else:
