@@ -13,6 +13,7 @@ from operator import attrgetter
 from dataclasses import dataclass
 
 import msgspec
+from msgspec import UNSET
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 
@@ -109,7 +110,7 @@ _WINDOW_HINT = "send whole seconds from 0 to 315360000 (ten years)"
 APP_FIELD_HINTS = {
     "app_id": "send 1 to 128 characters",
     "platform": "use one of ios, android, web",
-    "max_events_per_second": "send a whole number above 0, or leave the field out for no limit",
+    "max_events_per_second": "send a whole number above 0, or null (in a PATCH) or nothing for no limit",
     **dict.fromkeys(
         ("click_window_s", "impression_window_s", "fingerprint_window_s", "reinstall_window_s", "ctit_min_s"),
         _WINDOW_HINT,
@@ -175,7 +176,7 @@ async def update_app(request: Request, app_id: str) -> Response:
     if app is None:
         raise HTTPException(404, f"app {app_id!r} is not registered")
     update = await _decode_json_body(request, _app_update_decoder)
-    changes = {name: value for name, value in msgspec.structs.asdict(update).items() if value is not None}
+    changes = {name: value for name, value in msgspec.structs.asdict(update).items() if value is not UNSET}
     settings = msgspec.structs.replace(app.settings, **changes)
     updated = msgspec.structs.replace(app, settings=settings)
     await service.store.replace_app(updated)

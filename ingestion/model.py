@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Annotated, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from ingestion.events import Identifier
 
@@ -26,15 +27,19 @@ class AppSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class AppUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """The fields ``PATCH /v1/apps/{app_id}`` may change."""
+    """The fields ``PATCH /v1/apps/{app_id}`` may change; a field left out keeps its value.
 
-    platform: Literal["ios", "android", "web"] | None = None
-    click_window_s: WindowSeconds | None = None
-    impression_window_s: WindowSeconds | None = None
-    fingerprint_window_s: WindowSeconds | None = None
-    reinstall_window_s: WindowSeconds | None = None
-    ctit_min_s: WindowSeconds | None = None
-    max_events_per_second: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    Only ``max_events_per_second`` may be null, which removes the limit. The other fields have
+    no empty value, so null is invalid for them.
+    """
+
+    platform: Literal["ios", "android", "web"] | UnsetType = UNSET
+    click_window_s: WindowSeconds | UnsetType = UNSET
+    impression_window_s: WindowSeconds | UnsetType = UNSET
+    fingerprint_window_s: WindowSeconds | UnsetType = UNSET
+    reinstall_window_s: WindowSeconds | UnsetType = UNSET
+    ctit_min_s: WindowSeconds | UnsetType = UNSET
+    max_events_per_second: Annotated[int, msgspec.Meta(gt=0)] | None | UnsetType = UNSET
 
 
 class StoredApp(msgspec.Struct, kw_only=True):

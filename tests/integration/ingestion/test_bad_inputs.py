@@ -288,6 +288,29 @@ def test_over_rate_answered_429(api):
     assert f"app {app_id!r} is over its rate of 5 events per second" in response.json()["detail"]
 
 
+def test_rate_limit_removed_by_null(api):
+    app_id, key = api.register(max_events_per_second=5)
+
+    patched = api.client.patch(f"/v1/apps/{app_id}", json={"max_events_per_second": None}, headers=api.admin)
+    response = api.post_events(key, [session(app_id, unique("s")) for _ in range(50)])
+
+    assert patched.status_code == 200
+    assert patched.json()["max_events_per_second"] is None
+    assert response.status_code == 200
+
+
+def test_null_window_rejected_in_patch(api):
+    app_id, _ = api.register()
+
+    response = api.client.patch(f"/v1/apps/{app_id}", json={"click_window_s": None}, headers=api.admin)
+    settings = api.client.get(f"/v1/apps/{app_id}", headers=api.admin).json()
+
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("click_window_s: Expected `int`, got `null`")
+    assert "send whole seconds" in response.json()["detail"]
+    assert settings["click_window_s"] == 604800
+
+
 def test_rate_refills_after_retry_after(api):
     app_id, key = api.register(max_events_per_second=5)
     api.send(key, [session(app_id, unique("s")) for _ in range(5)])
