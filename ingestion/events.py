@@ -19,7 +19,14 @@ from typing import Annotated, Literal
 import msgspec
 
 MAX_FUTURE_SKEW_SECONDS = 300
+# Epoch seconds this large are in the year 5138, so an event time at or above it that is not
+# ahead of the clock once divided by 1000 was sent in milliseconds.
+MILLISECONDS_FLOOR = 1e11
 MAX_PARAMS_BYTES = 4096
+# Bounds of one event's revenue. Each accepted amount then has at most 21 significant digits, so
+# a revenue line's sum stays exact, in decimal arithmetic's default 28 digits, below 10**19.
+MAX_REVENUE = Decimal(10**12)
+MAX_REVENUE_DECIMALS = 8
 ZERO_ADVERTISING_ID = "00000000-0000-0000-0000-000000000000"
 DEVICE_ID_FIELDS = ("idfa", "idfv", "gaid", "oaid", "android_id")
 EVENT_TYPES = ("impression", "click", "install", "session", "in_app")
@@ -153,7 +160,7 @@ def _event_id_of(raw: bytes) -> str | None:
     return None
 
 
-def _decode_each(raw_events: list[msgspec.Raw] | list[bytes]) -> tuple[list[Event | None], list[EventError]]:
+def _decode_each(raw_events: list[msgspec.Raw] | list[bytes], ndjson: bool = False) -> tuple[list[Event | None], list[EventError]]:
     events: list[Event | None] = []
     errors: list[EventError] = []
     for index, raw in enumerate(raw_events):
@@ -161,7 +168,11 @@ def _decode_each(raw_events: list[msgspec.Raw] | list[bytes]) -> tuple[list[Even
             events.append(_event_decoder.decode(raw))
         except msgspec.ValidationError as error:
             events.append(None)
-            errors.append(EventError(index, _event_id_of(bytes(raw)), describe_decode_error(error)))
+            message = describe_decode_error(error)
+            if ndjson and bytes(raw).lstrip().startswith(b"["):
+                message = ("event: a JSON array on an NDJSON line; send an array batch with "
+                           "Content-Type: application/json, or one JSON object per line")
+            errors.append(EventError(index, _event_id_of(bytes(raw)), message))
         except msgspec.DecodeError as error:
             events.append(None)
             errors.append(EventError(index, None, f"event: not valid JSON ({error}); send one JSON object per line"))
@@ -176,7 +187,7 @@ def decode_batch(body: bytes, *, ndjson: bool) -> tuple[list[Event | None], list
     """
     if ndjson:
         lines = [line for line in body.split(b"\n") if line.strip()]
-        return _decode_each(lines)
+        return _decode_each(lines, ndjson=True)
 
     stripped = body.lstrip()
     if stripped.startswith(b"["):
@@ -196,6 +207,11 @@ def decode_batch(body: bytes, *, ndjson: bool) -> tuple[list[Event | None], list
         try:
             envelope = _envelope_decoder.decode(body)
         except msgspec.ValidationError as error:
+            if _looks_like_ndjson(stripped):
+                raise BatchFormatError(
+                    "body is NDJSON (one JSON object per line) sent as JSON; "
+                    "send it with Content-Type: application/x-ndjson"
+                ) from None
             raise BatchFormatError(
                 f"body is a JSON object without a valid \"events\" array ({error}); "
                 "send {\"events\": [...]}, a JSON array, or NDJSON"
@@ -208,6 +224,12 @@ def decode_batch(body: bytes, *, ndjson: bool) -> tuple[list[Event | None], list
         "body is not a batch: send a JSON array of events, {\"events\": [...]}, "
         "or NDJSON with Content-Type: application/x-ndjson"
     )
+
+
+def _looks_like_ndjson(body: bytes) -> bool:
+    """Return whether the body has two or more lines and each is a whole JSON object."""
+    lines = [line.strip() for line in body.split(b"\n") if line.strip()]
+    return len(lines) > 1 and all(line.startswith(b"{") and line.endswith(b"}") for line in lines)
 
 
 def _to_epoch(value: dt.datetime | float) -> float:
@@ -259,13 +281,24 @@ def validate_event(event: Event, now: float, default_platform: str) -> str | Non
             begin = _to_epoch(begin)
             if not math.isfinite(begin) or begin < 0:
                 return "install_begin_time: must be a finite, non-negative epoch time"
+            if begin >= MILLISECONDS_FLOOR:
+                return (
+                    f"install_begin_time: {begin:.0f} looks like epoch milliseconds; "
+                    "send epoch seconds (divide by 1000) or RFC 3339"
+                )
             event.install_begin_time = begin
     elif event_type == "in_app":
         if not event.event_name:
             return "event_name: required on in_app events; send the in-app event's name, such as purchase"
-        if event.revenue is not None:
-            if not event.revenue.is_finite():
+        revenue = event.revenue
+        if revenue is not None:
+            if not revenue.is_finite():
                 return "revenue: must be a finite decimal; send a value such as \"4.99\""
+            if abs(revenue) > MAX_REVENUE or revenue.normalize().as_tuple().exponent < -MAX_REVENUE_DECIMALS:
+                return (
+                    f"revenue: {revenue} is outside the accepted range; send at most {MAX_REVENUE:,} "
+                    f"either way, with at most {MAX_REVENUE_DECIMALS} digits after the decimal point"
+                )
             if event.currency is None:
                 return "currency: required when revenue is sent; send an ISO 4217 code such as USD"
 
@@ -294,7 +327,7 @@ def validate_event(event: Event, now: float, default_platform: str) -> str | Non
             inet_pton(AF_INET, value)
         except OSError:
             if not is_ip_address(value):
-                return f"ip: {value!r} is not an IPv4 or IPv6 address"
+                return f"ip: {value!r} is not an IPv4 or IPv6 address; send the address as text, such as 203.0.113.7"
     if event.params is not None and len(_params_encoder.encode(event.params)) > MAX_PARAMS_BYTES:
         return f"params: larger than {MAX_PARAMS_BYTES} bytes once encoded; send fewer or shorter values"
     return None
@@ -303,6 +336,8 @@ def validate_event(event: Event, now: float, default_platform: str) -> str | Non
 def _event_time_error(seconds: float, now: float) -> str:
     if not math.isfinite(seconds) or seconds < 0:
         return "event_time: must be a finite, non-negative epoch time; send RFC 3339 or epoch seconds"
+    if seconds >= MILLISECONDS_FLOOR and seconds / 1000 <= now + MAX_FUTURE_SKEW_SECONDS:
+        return f"event_time: {seconds:.0f} looks like epoch milliseconds; send epoch seconds (divide by 1000) or RFC 3339"
     return (
         f"event_time: {seconds - now:.0f} s ahead of the server clock, more than the "
         f"{MAX_FUTURE_SKEW_SECONDS} s allowed; check the sending device's clock"

@@ -38,6 +38,8 @@ WHOLE_REQUEST_CASES = [
     ("events not a list", lambda c: {"body": b'{"events": 5}'}, 400, '"events" array'),
     ("truncated array", lambda c: {"body": b'[{"event_id": "x"'}, 400, "not valid JSON"),
     ("empty body", lambda c: {"body": b""}, 400, "not a batch"),
+    ("ndjson sent as json", lambda c: {"body": encode(c.valid()) + b"\n" + encode(c.valid()) + b"\n"}, 400,
+     "body is NDJSON (one JSON object per line) sent as JSON; send it with Content-Type: application/x-ndjson"),
     ("text/plain", lambda c: {"events": [c.valid()], "content_type": "text/plain"}, 415, "Content-Type 'text/plain'"),
     ("form encoded", lambda c: {"body": b"a=b", "content_type": "application/x-www-form-urlencoded"}, 415, "application/json"),
     ("brotli", lambda c: {"events": [c.valid()], "headers": {"Content-Encoding": "br"}}, 415, "Content-Encoding 'br'"),
@@ -128,6 +130,7 @@ def bad_event(context: Context, **fields) -> dict:
 
 REMOVE = object()
 FUTURE = object()
+MILLISECONDS = object()
 
 EVENT_CASES = [
     ("event_id number", {"event_id": 5}, "event_id: Expected `str`, got `int`"),
@@ -147,7 +150,9 @@ EVENT_CASES = [
     ("gaid number", {"gaid": 12}, "gaid: Expected `str | null`, got `int`; send the device id as a string"),
     ("idfa too long", {"idfa": "f" * 129}, "idfa: Expected `str` of length <= 128; send the device id as a string"),
     ("ip too long", {"ip": "1" * 65}, "ip: Expected `str` of length <= 64; send an IPv4 or IPv6 address as text"),
-    ("ip invalid", {"ip": "999.1.2.3"}, "ip: '999.1.2.3' is not an IPv4 or IPv6 address"),
+    ("ip invalid", {"ip": "999.1.2.3"}, "ip: '999.1.2.3' is not an IPv4 or IPv6 address; send the address as text"),
+    ("event_time milliseconds", {"event_time": MILLISECONDS},
+     "looks like epoch milliseconds; send epoch seconds (divide by 1000) or RFC 3339"),
     ("user_agent too long", {"user_agent": "u" * 513}, "user_agent: Expected `str` of length <= 512"),
     ("params not object", {"params": [1, 2]}, "params: Expected `object | null`, got `array`; send a JSON object"),
     ("params too large", {"params": {"blob": "x" * 5000}}, "params: larger than 4096 bytes once encoded"),
@@ -159,8 +164,14 @@ EVENT_CASES = [
     ("revenue without currency", {"event_type": "in_app", "event_name": "buy", "revenue": "1.00"}, "currency: required when revenue is sent"),
     ("revenue not a number", {"event_type": "in_app", "event_name": "buy", "revenue": "lots", "currency": "USD"}, "revenue:"),
     ("revenue NaN", {"event_type": "in_app", "event_name": "buy", "revenue": "NaN", "currency": "USD"}, "revenue: must be a finite decimal"),
+    ("revenue too large", {"event_type": "in_app", "event_name": "buy", "revenue": "1e400", "currency": "USD"},
+     "revenue: 1E+400 is outside the accepted range; send at most 1,000,000,000,000 either way"),
+    ("revenue too fine", {"event_type": "in_app", "event_name": "buy", "revenue": "1E-30", "currency": "USD"},
+     "with at most 8 digits after the decimal point"),
     ("currency lower case", {"event_type": "in_app", "event_name": "buy", "revenue": "1", "currency": "usd"}, "currency:"),
     ("install_begin_time text", {"event_type": "install", "install_begin_time": "soon"}, "install_begin_time:"),
+    ("install_begin_time milliseconds", {"event_type": "install", "install_begin_time": 1_700_000_000_000},
+     "install_begin_time: 1700000000000 looks like epoch milliseconds"),
     ("unknown app, ingest key", {"app_id": "never-registered"}, "app_id: the ingest key belongs to app"),
     ("event not object", None, "event: Expected `object`, got `int`"),
 ]
@@ -173,6 +184,8 @@ def test_event_rejected_batch_kept(api, context, fields, message):
     else:
         if fields.get("event_time") is FUTURE:
             fields = {**fields, "event_time": time.time() + 330}
+        if fields.get("event_time") is MILLISECONDS:
+            fields = {**fields, "event_time": int(time.time() * 1000) - 60_000}
         bad = bad_event(context, **fields)
     valid = context.valid()
 
@@ -366,6 +379,19 @@ def test_ndjson_bad_line_rejected_alone(api, context):
     assert result["rejected"] == 1
     assert result["errors"][0]["index"] == 1
     assert "event: not valid JSON" in result["errors"][0]["error"]
+
+
+def test_array_on_ndjson_line_named(api, context):
+    body = encode([context.valid()]) + b"\n" + encode(context.valid()) + b"\n"
+
+    result = api.post_events(context.key, body=body, content_type="application/x-ndjson").json()
+
+    assert result["accepted"] == 1
+    assert result["rejected"] == 1
+    assert result["errors"][0]["error"] == (
+        "event: a JSON array on an NDJSON line; send an array batch with Content-Type: application/json, "
+        "or one JSON object per line"
+    )
 
 
 # Idempotency -----------------------------------------------------------------
