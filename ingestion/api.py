@@ -487,7 +487,11 @@ async def stats(request: Request) -> Response:
 
 
 async def _invalid_parameters(request: Request, error: RequestValidationError) -> Response:
-    """Return 422 with one plain message naming each invalid query or path parameter, as other errors do."""
+    """Return 400 with one plain message naming each invalid query or path parameter.
+
+    400, not FastAPI's usual 422, so that every invalid parameter of ``/v1/attributions`` gets the
+    same status, whether FastAPI or the route found it.
+    """
     problems = []
     for problem in error.errors():
         name = ".".join(str(part) for part in problem.get("loc", ())[1:]) or "request"
@@ -495,7 +499,7 @@ async def _invalid_parameters(request: Request, error: RequestValidationError) -
     message = "; ".join(problems)
     if any(problem.startswith("limit:") for problem in problems):
         message += f"; send limit from 1 to {MAX_PAGE_SIZE}"
-    return json_response({"detail": message}, 422)
+    return json_response({"detail": message}, 400)
 
 
 async def _store_unavailable(request: Request, error: StoreUnavailable) -> Response:

@@ -60,7 +60,7 @@ def test_invalid_limit_named_in_plain_message(api, limit):
     response = api.client.get("/v1/attributions", params={"app_id": app_id, "limit": limit},
                               headers={"Authorization": f"Bearer {key}"})
 
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert response.json()["detail"].startswith("limit: ")
     assert response.json()["detail"].endswith("send limit from 1 to 1000")
 
