@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         exited = {name: child.poll() for name, child in children.items() if child.poll() is not None}
         if exited:
             for name, code in exited.items():
-                logger.error("child exited", extra={"child": name, "exit_code": code})
+                logger.error("child exited", extra={"child": name, "pid": children[name].pid, **_how_ended(code)})
             exit_code = 1
             break
         time.sleep(0.2)
@@ -112,11 +112,12 @@ def port_in_use(host: str, port: int) -> str | None:
 
 
 def stop_children(children: dict[str, subprocess.Popen]) -> None:
-    for child in children.values():
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
+    """Send SIGTERM to the children still running, wait for them, and kill those that overrun."""
+    running = {name: child for name, child in children.items() if child.poll() is None}
+    for child in running.values():
+        child.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-    for name, child in children.items():
+    for name, child in running.items():
         try:
             child.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:

@@ -36,3 +36,15 @@ def test_stop_logs_signal_or_exit_code(caplog):
     assert not hasattr(stopped["plain"], "exit_code")
     assert stopped["graceful"].exit_code == 0
     assert not hasattr(stopped["graceful"], "signal")
+
+
+def test_exited_child_not_logged_as_stopped(caplog):
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    exited.wait()
+    children = {"exited": exited, "plain": start(PLAIN)}
+
+    with caplog.at_level(logging.INFO, logger="services.supervisor"):
+        stop_children(children)
+
+    stopped = [record.child for record in caplog.records if record.message == "child stopped"]
+    assert stopped == ["plain"]
