@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import sys
 
 import gevent
@@ -27,6 +28,7 @@ from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 from exporters.loadtest import LoadTestExporter
+from loadtest.processes import stop_forked_workers
 from loadtest.recorder import REPORT_KEY, WORKER_REPORT_LAG_S, CampaignRecorder, settle_seconds
 from loadtest.settings import Settings, SettingsError, add_arguments
 from loadtest.shape import CampaignShapeBase
@@ -107,6 +109,12 @@ def _on_init(environment, **_kwargs) -> None:
     if isinstance(environment.runner, WorkerRunner):
         return
 
+    users = getattr(environment.parsed_options, "num_users", None)
+    if not settings.campaign and settings.tracker_users and users is not None and users <= settings.tracker_users:
+        logger.warning(
+            "-u %d leaves no ingestion user, since %d tracker user(s) come first; raise -u above %d "
+            "or pass --tracker-users 0", users, settings.tracker_users, settings.tracker_users,
+        )
     settle = settle_seconds(settings.send_period_s(), isinstance(environment.runner, MasterRunner))
     STATE.recorder = CampaignRecorder(environment.runner.stats, STATE.tally, settle_s=settle)
     if settings.exporter_port:
@@ -114,10 +122,13 @@ def _on_init(environment, **_kwargs) -> None:
         try:
             _exporter.start(settings.exporter_host, settings.exporter_port)
         except OSError as error:
+            fix = ("check --exporter-host" if isinstance(error, socket.gaierror)
+                   else "free the port or pass --exporter-port")
             logger.error(
-                "the load-test exporter cannot listen on %s:%d (%s); free the port or pass --exporter-port",
-                settings.exporter_host, settings.exporter_port, error,
+                "the load-test exporter cannot listen on %s:%d (%s); %s",
+                settings.exporter_host, settings.exporter_port, error, fix,
             )
+            stop_forked_workers(environment.parsed_options)
             sys.exit(2)
 
 

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 
 import httpx
+import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadtest.verdict import VERDICT_FAILED_EXIT_CODE
-from tests.integration.loadtest.conftest import locust_arguments, locust_environment, run_locust
+from tests.integration.loadtest.conftest import (
+    LOCUST_TIMEOUT_SECONDS,
+    locust_arguments,
+    locust_environment,
+    run_locust,
+)
+from tests.support.services import free_port
 
 
 def _loadtest_apps(service) -> list[dict]:
@@ -85,6 +93,16 @@ def test_missing_credentials_end_run(ingestion, tmp_path):
     assert time.monotonic() - started < 25
 
 
+def test_unreachable_host_named_in_setup_error(tmp_path):
+    host = f"http://127.0.0.1:{free_port()}"
+
+    run = run_locust(host, tmp_path, "--campaign", "smoke", "--campaign-duration", "30s", admin_token="t" * 32)
+
+    assert run.returncode == VERDICT_FAILED_EXIT_CODE
+    assert f"POST /v1/apps got no response from --host '{host}'" in run.output
+    assert "--host starts with http:// or https://" in run.output
+
+
 def test_invalid_option_exits_with_message(ingestion, tmp_path):
     run = run_locust(ingestion.url, tmp_path, "--campaign", "steady", "--batch-size", "0",
                      admin_token=ingestion.admin_token)
@@ -107,6 +125,29 @@ def test_distributed_processes_share_verdict(ingestion, tmp_path):
     # over the 2 users, one per worker, so one worker's counts alone would be about half.
     measurement = run.verdict["measurement"]
     assert measurement["events"] >= 0.75 * 1000 * measurement["duration_s"]
+
+
+def test_taken_exporter_port_stops_forked_workers(ingestion, tmp_path, exporter_port):
+    holder = socket.create_server(("127.0.0.1", exporter_port))
+    try:
+        started = time.monotonic()
+        run = subprocess.run(
+            locust_arguments(ingestion.url, tmp_path, "--campaign", "smoke", "--processes", "2",
+                             exporter_port=exporter_port),
+            cwd=tmp_path, env=locust_environment(ingestion.admin_token),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=LOCUST_TIMEOUT_SECONDS,
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        holder.close()
+    marker = str(tmp_path / "verdict.json")
+    left = [process.pid for process in psutil.process_iter(["cmdline"]) if marker in (process.info["cmdline"] or [])]
+
+    assert run.returncode == 2
+    assert "free the port or pass --exporter-port" in run.stdout
+    # The output pipe closes only once the forked workers have exited too.
+    assert elapsed < 30
+    assert left == []
 
 
 def test_exporter_serves_campaign(ingestion, tmp_path, exporter_port):
