@@ -74,6 +74,13 @@ def _register(client: Any, platform: str, token: str) -> tuple[str, str]:
                 # Another run took the id; a 409 is no failure of the service.
                 response.success()
                 continue
+            if response.status_code == 0:
+                # No HTTP response at all: Locust gives the connection error instead of a status.
+                response.failure(f"registering an app failed: {response.error}")
+                raise SetupError(
+                    f"POST {APPS_ENDPOINT} got no response from --host {client.base_url!r} ({response.error}). "
+                    "Check that the ingestion service runs there and that --host starts with http:// or https://."
+                )
             if response.status_code != 201:
                 detail = (response.text or "")[:300]
                 response.failure(f"registering an app failed with HTTP {response.status_code}")

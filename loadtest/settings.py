@@ -258,6 +258,19 @@ class Settings:
         if not 0 <= success_percent < 100:
             raise SettingsError(f"--min-success-percent: must be in [0, 100), got {success_percent}")
 
+        tracker_host = (getattr(options, "tracker_host", "") or "").rstrip("/")
+        if tracker_host and not tracker_host.startswith(("http://", "https://")):
+            raise SettingsError(
+                f"--tracker-host: {tracker_host!r} has no scheme; send it as http://{tracker_host}, "
+                "or \"\" for no tracker users"
+            )
+
+        verdict_file = getattr(options, "verdict_file", "") or ""
+        if verdict_file and not os.path.isdir(os.path.dirname(os.path.abspath(verdict_file))):
+            raise SettingsError(
+                f"--verdict-file: the folder of {verdict_file!r} does not exist; create it or choose another path"
+            )
+
         exporter_port = int(getattr(options, "exporter_port", DEFAULT_EXPORTER_PORT))
         if not 0 <= exporter_port <= 65535:
             raise SettingsError(f"--exporter-port: must be between 0 and 65535, got {exporter_port}")
@@ -271,12 +284,12 @@ class Settings:
             user_batch_rate=rate,
             peak_users=peak_users,
             templates_per_app=templates,
-            tracker_host=(getattr(options, "tracker_host", "") or "").rstrip("/"),
-            tracker_users=tracker_users if getattr(options, "tracker_host", "") else 0,
+            tracker_host=tracker_host,
+            tracker_users=tracker_users if tracker_host else 0,
             traceparent=bool(getattr(options, "traceparent", False)),
             max_p95_ms=max_p95_ms,
             min_success_ratio=success_percent / 100.0,
-            verdict_file=getattr(options, "verdict_file", "") or "",
+            verdict_file=verdict_file,
             exporter_port=exporter_port,
             exporter_host=getattr(options, "exporter_host", "127.0.0.1") or "127.0.0.1",
             exporter_linger_s=_timespan("exporter-linger", getattr(options, "exporter_linger", "0s") or "0s"),

@@ -109,9 +109,12 @@ def judge(campaign: str, measurement: Measurement | None, criteria: Criteria) ->
     A run without a judged measurement (stopped during warm-up) fails every judged criterion.
     """
     if measurement is None:
+        # A campaign's length is --campaign-duration; Locust's -t does not end it.
+        run_length_option = "--campaign-duration" if campaign else "-t"
         reason = (
             "nothing measured: the run ended before its judged window opened, which happens once every user "
-            "of a judged stage runs and events have come back; run longer with -t, past any warm-up stage"
+            f"of a judged stage runs and events have come back; fix any error logged above, else run longer "
+            f"with {run_length_option}, past any warm-up stage"
         )
         results = [
             CriterionResult("throughput", None if criteria.target_events_per_second is None else False, reason),

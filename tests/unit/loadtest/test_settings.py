@@ -81,6 +81,8 @@ def test_empty_tracker_host_drops_tracker_users():
         (["--max-p95-ms", "0"], "--max-p95-ms"),
         (["--min-success-percent", "100"], "--min-success-percent"),
         (["--exporter-port", "70000"], "--exporter-port"),
+        (["--tracker-host", "127.0.0.1:8084"], "--tracker-host"),
+        (["--verdict-file", "/nonexistent-folder/verdict.json"], "--verdict-file"),
     ],
 )
 def test_invalid_option_named(arguments, option):

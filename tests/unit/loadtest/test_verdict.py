@@ -87,7 +87,13 @@ def test_missing_measurement_fails():
     assert not verdict.passed
     assert set(_status(verdict).values()) == {False}
     assert "the run ended before its judged window opened" in verdict.format()
-    assert "run longer with -t" in verdict.format()
+    assert "fix any error logged above, else run longer with --campaign-duration" in verdict.format()
+
+
+def test_missing_measurement_without_campaign_names_run_time():
+    verdict = judge("", None, Criteria(target_events_per_second=None))
+
+    assert "else run longer with -t," in verdict.format()
 
 
 def test_no_requests_fail_latency_and_success():
