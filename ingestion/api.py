@@ -234,10 +234,17 @@ async def post_events(request: Request) -> Response:
     now = time.time()
     tally: Tally = Tally()
     rejected_by_app: Tally = Tally()
-    fallback_app = principal.app_id or UNREGISTERED_APP
     for error in errors:
-        tally[(fallback_app, UNKNOWN, UNKNOWN, "rejected")] += 1
-        rejected_by_app[fallback_app] += 1
+        # An ingest key's events count under its app. With the admin token, an event counts under
+        # the app it names when that app is in this worker's cache of registered apps, so no
+        # client can grow the label set.
+        app_id = principal.app_id
+        if app_id is None:
+            named = error.app_id
+            app_id = named if named is not None and service.store.cached_app(named) is not None else UNREGISTERED_APP
+        error.app_id = None
+        tally[(app_id, UNKNOWN, UNKNOWN, "rejected")] += 1
+        rejected_by_app[app_id] += 1
 
     store = service.store
     # Judge each distinct app id once per batch, not once per event.

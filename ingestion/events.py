@@ -75,12 +75,15 @@ class BatchFormatError(ValueError):
     """The body is not a batch at all (HTTP 400); nothing in it is applied."""
 
 
-class EventError(msgspec.Struct):
+class EventError(msgspec.Struct, omit_defaults=True):
     """The rejection of one event of a batch, as the response lists it."""
 
     index: int
     event_id: str | None
     error: str
+    # The app id of an event rejected while decoding, when it had one, for counting it under its
+    # app. The route clears it before the response, which lists only the three fields above.
+    app_id: str | None = None
 
 
 # Fix hints by field, appended to the decoder's reason for a bad value.
@@ -150,14 +153,16 @@ def describe_decode_error(error: msgspec.ValidationError) -> str:
     return with_hint(field, reason, FIELD_HINTS)
 
 
-def _event_id_of(raw: bytes) -> str | None:
+def _ids_of(raw: bytes) -> tuple[str | None, str | None]:
+    """Return the event id and app id of an undecodable event, where they are strings, cut to 128 characters."""
     try:
         value = msgspec.json.decode(raw)
     except msgspec.DecodeError:
-        return None
-    if isinstance(value, dict) and isinstance(value.get("event_id"), str):
-        return value["event_id"][:128]
-    return None
+        return None, None
+    if not isinstance(value, dict):
+        return None, None
+    event_id, app_id = value.get("event_id"), value.get("app_id")
+    return (event_id[:128] if isinstance(event_id, str) else None), (app_id[:128] if isinstance(app_id, str) else None)
 
 
 def _decode_each(raw_events: list[msgspec.Raw] | list[bytes], ndjson: bool = False) -> tuple[list[Event | None], list[EventError]]:
@@ -172,7 +177,8 @@ def _decode_each(raw_events: list[msgspec.Raw] | list[bytes], ndjson: bool = Fal
             if ndjson and bytes(raw).lstrip().startswith(b"["):
                 message = ("event: a JSON array on an NDJSON line; send an array batch with "
                            "Content-Type: application/json, or one JSON object per line")
-            errors.append(EventError(index, _event_id_of(bytes(raw)), message))
+            event_id, app_id = _ids_of(bytes(raw))
+            errors.append(EventError(index, event_id, message, app_id))
         except msgspec.DecodeError as error:
             events.append(None)
             errors.append(EventError(index, None, f"event: not valid JSON ({error}); send one JSON object per line"))

@@ -247,6 +247,20 @@ def test_unregistered_app_with_admin_token(api):
     )
 
 
+def test_undecodable_admin_event_counted_for_its_app(api):
+    app_id, _ = api.register()
+    registered = {**session(app_id, unique("bogus")), "event_type": "bogus"}
+    ghost = {**session("never-registered", unique("bogus")), "event_type": "bogus"}
+    before = api.total("attribution_events_processed_total", app_id="_unregistered", status="rejected")
+
+    result = api.send(api.service.admin_token, [registered, ghost])
+
+    assert result["rejected"] == 2
+    assert [sorted(error) for error in result["errors"]] == [["error", "event_id", "index"]] * 2
+    assert api.total("attribution_events_processed_total", app_id=app_id, status="rejected") == 1
+    assert api.total("attribution_events_processed_total", app_id="_unregistered", status="rejected") - before == 1
+
+
 def test_other_app_key_cannot_read_records(api, context):
     response = api.client.get(
         "/v1/attributions", params={"app_id": context.app_id}, headers={"Authorization": f"Bearer {context.other_key}"}
