@@ -256,8 +256,11 @@ def run(settings: StackSettings) -> int:
         stack.wait_ready("prometheus", f"{prometheus_url}/-/ready")
         if node_exporter_bin:
             stack.wait_ready("node-exporter", f"http://{LOOPBACK}:{settings.node_exporter_port}/metrics")
-        print(f"\nPrometheus   {prometheus_url}  (targets: {prometheus_url}/targets)\n"
-              f"Alertmanager {alertmanager_url}\n"
+        # Debian's packages ship Prometheus' classic pages only and Alertmanager without its web
+        # interface, so the links below are the ones that work on this stack.
+        print(f"\nPrometheus   {prometheus_url}  (targets: {prometheus_url}/classic/targets, "
+              f"alerts: {prometheus_url}/classic/alerts)\n"
+              f"Alertmanager {alertmanager_url}  (no web pages: amtool --alertmanager.url={alertmanager_url} alert query)\n"
               f"Configuration and data: {settings.data_dir}\nStop with Ctrl-C.", flush=True)
         while True:
             stack.raise_if_exited()
