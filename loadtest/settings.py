@@ -40,6 +40,8 @@ def add_arguments(parser: Any) -> None:
     group.add_argument(
         "--campaign",
         choices=["", *CAMPAIGNS],
+        # The empty choice stands for no campaign; listing it would print "{,smoke,...}".
+        metavar="{" + ",".join(CAMPAIGNS) + "}",
         default="",
         env_var="UNMOGROWP_LOADTEST_CAMPAIGN",
         help="Campaign (load shape) to run: " + ", ".join(CAMPAIGNS) + ". Without one, the run "
