@@ -150,6 +150,17 @@ def parse_json(body: bytes) -> list[ReferenceRow]:
         where = f"item {index}"
         if not isinstance(item, dict):
             raise InvalidInput(f"{where}: expected an object with install_event_id and network")
+        # A misspelled key would otherwise read as a missing network, which is organic, and
+        # could count as a match.
+        unknown = [name for name in item if name not in CSV_COLUMNS]
+        if unknown:
+            raise InvalidInput(
+                f"{where}: unknown field {unknown[0]!r}: use {', '.join(CSV_COLUMNS)}", field=str(unknown[0])
+            )
+        if "network" not in item:
+            raise InvalidInput(
+                f"{where}: network is missing; send the network, or null or \"\" for organic", field="network"
+            )
         fields: dict[str, str | None] = {}
         for name in CSV_COLUMNS:
             value = item.get(name)

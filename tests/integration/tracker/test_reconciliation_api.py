@@ -130,6 +130,9 @@ BAD_REFERENCES = [
     (b'{"rows": []}', "application/json", 422, "array"),
     (b'[{"install_event_id": 7, "network": "AdNet"}]', "application/json", 422, "item 0: install_event_id must be"),
     (b'["i-1"]', "application/json", 422, "item 0"),
+    (b'[{"install_event_id": "i-1", "netwrok": "AdNet"}]', "application/json", 422,
+     "item 0: unknown field 'netwrok': use install_event_id, network, campaign, app_id"),
+    (b'[{"install_event_id": "i-1"}]', "application/json", 422, "item 0: network is missing"),
     (b"i-1,AdNet\n", "text/plain", 415, "text/csv or application/json"),
 ]
 

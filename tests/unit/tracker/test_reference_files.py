@@ -30,7 +30,7 @@ def test_csv_quoted_fields_and_spaces():
 
 
 def test_json_array_and_items_object():
-    array = b'[{"install_event_id": "i-1", "network": "AdNet", "campaign": null, "extra": 1}]'
+    array = b'[{"install_event_id": "i-1", "network": "AdNet", "campaign": null}]'
     assert _rows(array, "application/json") == [("i-1", "AdNet", None, None)]
     wrapped = b'{"items": [{"install_event_id": "i-2", "network": null, "app_id": "a.ios"}]}'
     assert _rows(wrapped, "application/json; charset=utf-8") == [("i-2", None, None, "a.ios")]
