@@ -23,16 +23,15 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
-import io
 import ipaddress
 import re
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 COLUMNS = ("ip", "app", "device", "os", "channel", "click_time", "attributed_time", "is_attributed")
 INTEGER_COLUMNS = ("ip", "app", "device", "os", "channel")
@@ -48,6 +47,8 @@ INSTALL_EVENT_ID_SUFFIX = "-install"
 # 2**64 - 1, map into the IPv6 unique local prefix fd00::/8.
 IPV4_LIMIT = 1 << 24
 IP_LIMIT = 1 << 64
+# The first two bytes of every gzip file.
+GZIP_MAGIC = b"\x1f\x8b"
 IPV6_ULA_BASE = 0xFD << 120
 
 _TIME_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
@@ -272,11 +273,34 @@ def read_click_log(path: str | Path) -> ClickLog:
     is sent, and OSError when the file cannot be opened.
     """
     source = str(path)
-    with _open_text(Path(path)) as handle:
-        return parse_click_log(handle, source)
+    path = Path(path)
+    with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as handle:
+        return parse_click_log(_decoded_lines(handle, source), source)
 
 
-def parse_click_log(handle: TextIO, source: str) -> ClickLog:
+def _decoded_lines(handle: BinaryIO, source: str) -> Iterator[str]:
+    """Yield the file's lines as text, raising TalkingDataFormatError at the first line that is not UTF-8.
+
+    Lines are decoded one at a time, so the error names the line. The first line is decoded as
+    `utf-8-sig`, which drops a byte order mark in front of the header.
+    """
+    number = 0
+    try:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                fix = "save the file as UTF-8"
+                if number == 1 and raw.startswith(GZIP_MAGIC):
+                    fix = "the file looks gzip-compressed: give it a name ending in .gz"
+                raise TalkingDataFormatError(
+                    source, number, None, f"not UTF-8 text (byte 0x{raw[error.start]:02x} at position {error.start + 1}); {fix}"
+                ) from None
+    except (EOFError, gzip.BadGzipFile) as error:
+        raise TalkingDataFormatError(source, number + 1, None, f"the gzip file cannot be read ({error})") from None
+
+
+def parse_click_log(handle: Iterable[str], source: str) -> ClickLog:
     """Parse TalkingData CSV text; columns beyond the eight required ones are ignored."""
     reader = csv.reader(handle)
     header = _read_header(reader, source)
@@ -295,13 +319,6 @@ def parse_click_log(handle: TextIO, source: str) -> ClickLog:
         values = _parse_row(fields, positions, source, line)
         log.append_row(line, fields, values)
     return log
-
-
-def _open_text(path: Path) -> TextIO:
-    # utf-8-sig drops a byte order mark in front of the header, if there is one.
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
 
 
 def _read_header(reader: Any, source: str) -> list[str]:

@@ -260,3 +260,32 @@ def test_generated_sample_covers_its_scenarios(tmp_path: Path):
     assert len(sample.click_injections) == 4
     assert sample.agreed == 15
     assert len(sample.expected) == 20
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (gzip.compress(b"ip,app\n"), "line 1: not UTF-8 text (byte 0x8b at position 2); the file looks gzip-compressed"),
+        (("\ufeff" + HEADER + "\n").encode("utf-16"), "line 1: not UTF-8 text (byte 0xff at position 1); save the file as UTF-8"),
+        ((HEADER + "\n" + CLICK_ROW + "\n").encode() + b"1,2,3,\xe9\n", "line 3: not UTF-8 text (byte 0xe9 at position 7)"),
+    ],
+    ids=["gzip without .gz", "utf-16", "latin-1 byte in a row"],
+)
+def test_file_not_utf8_names_line(tmp_path, content, message):
+    path = tmp_path / "clicks.csv"
+    path.write_bytes(content)
+
+    with pytest.raises(TalkingDataFormatError) as raised:
+        read_click_log(path)
+
+    assert message in str(raised.value)
+
+
+def test_truncated_gzip_named(tmp_path):
+    path = tmp_path / "clicks.csv.gz"
+    path.write_bytes(gzip.compress((HEADER + "\n" + CLICK_ROW + "\n").encode())[:-10])
+
+    with pytest.raises(TalkingDataFormatError) as raised:
+        read_click_log(path)
+
+    assert "the gzip file cannot be read" in str(raised.value)
