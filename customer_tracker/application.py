@@ -40,11 +40,24 @@ async def _tracker_error(_request: Request, error: TrackerError) -> JSONResponse
     return JSONResponse(error.as_body(), status_code=error.status_code, headers=headers)
 
 
+def _describe(item: dict) -> tuple[str, str]:
+    """Return the field and message of one validation error, with the fix for a body that is not a JSON object."""
+    message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
+    if item.get("type") == "json_invalid":
+        # The location contains the character offset of the syntax error, not a field.
+        offset = item.get("loc", ("body", "?"))[-1]
+        reason = item.get("ctx", {}).get("error", "invalid JSON")
+        return "body", f"not valid JSON at character {offset} ({reason}); send a JSON object"
+    if tuple(item.get("loc", ())) == ("body",) and item.get("type") in ("dict_type", "model_attributes_type"):
+        return "body", f"{message}; send a JSON object with Content-Type: application/json"
+    return _location(item), message
+
+
 async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
     details = []
     for item in error.errors():
-        message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
-        details.append({"field": _location(item), "message": message})
+        field, message = _describe(item)
+        details.append({"field": field, "message": message})
     summary = "; ".join(f"{detail['field']}: {detail['message']}" for detail in details)
     return JSONResponse(
         {"error": "invalid_input", "message": f"invalid request: {summary}", "details": details},

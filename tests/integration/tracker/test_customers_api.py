@@ -130,7 +130,18 @@ def test_bad_request_changes_nothing(tracker, method, path, body, status, words)
 def test_malformed_json_rejected(tracker):
     response = tracker.post("/v1/customers", content=b'{"customer_id": "x",', headers={"Content-Type": "application/json"})
     assert response.status_code == 422
-    assert "JSON" in response.json()["message"]
+    assert response.json()["details"][0]["field"] == "body"
+    assert "body: not valid JSON at character" in response.json()["message"]
+    assert response.json()["message"].endswith("; send a JSON object")
+    assert tracker.get("/v1/customers").json()["items"] == []
+
+
+def test_json_sent_as_text_names_content_type(tracker):
+    response = tracker.post("/v1/customers", content=b'{"customer_id": "x", "company_name": "X"}',
+                            headers={"Content-Type": "text/plain"})
+
+    assert response.status_code == 422
+    assert "send a JSON object with Content-Type: application/json" in response.json()["message"]
     assert tracker.get("/v1/customers").json()["items"] == []
 
 
