@@ -269,6 +269,9 @@ def render_table(report: Mapping[str, Any]) -> str:
         f"{agreement['agreed']:,}/{agreement['compared']:,}",
         f"{percent} %" if percent is not None else "",
     )
+    without_injection = agreement["agreed_without_click_injection_percent"]
+    if without_injection is not None:
+        row("  without click injections", "", f"{without_injection} %")
     for reason, count in agreement["disagreements_by_reason"].items():
         row(f"  differs: {reason.replace('_', ' ')}", count)
 

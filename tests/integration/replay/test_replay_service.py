@@ -203,6 +203,7 @@ def test_table_output(ingestion, sample):
     assert "agreement with the file" in finished.stdout
     assert f"{sample.agreed}/{len(sample.expected)}" in finished.stdout
     assert "rejected as click injection" in finished.stdout
+    assert "without click injections" in finished.stdout
     assert ingestion.admin_token not in finished.stdout + finished.stderr
 
 
