@@ -223,6 +223,7 @@ def test_wrong_token_fails(ingestion, sample):
     assert finished.returncode == 1
     assert "401" in finished.stderr
     assert "UNMOGROWP_ADMIN_TOKEN" in finished.stderr
+    assert "ingest key" not in finished.stderr
     assert finished.stdout == ""
 
 
