@@ -109,7 +109,15 @@ def _on_init(environment, **_kwargs) -> None:
     if isinstance(environment.runner, WorkerRunner):
         return
 
-    users = getattr(environment.parsed_options, "num_users", None)
+    if (problem := settings.verdict_file_problem()) is not None:
+        logger.error("invalid load-test option: %s", problem)
+        stop_forked_workers(environment.parsed_options)
+        sys.exit(2)
+    options = environment.parsed_options
+    users = getattr(options, "num_users", None)
+    if users is None and getattr(options, "headless", False):
+        # Locust sets its headless default of one user only after this event.
+        users = 1
     if not settings.campaign and settings.tracker_users and users is not None and users <= settings.tracker_users:
         logger.warning(
             "-u %d leaves no ingestion user, since %d tracker user(s) come first; raise -u above %d "

@@ -8,21 +8,39 @@ runs on until its heartbeat from the master times out, 60 s later.
 
 from __future__ import annotations
 
+import os
 import signal
+import time
 
 import psutil
 
 STOP_TIMEOUT_S = 5.0
+POLL_INTERVAL_S = 0.05
 
 
 def stop_forked_workers(options) -> None:
-    """Send SIGINT to this process's children when `--processes` forked them, and wait for them."""
+    """Send SIGTERM to this process's children when `--processes` forked them, and wait until they exit.
+
+    The children are left unreaped, so Locust's clean-up at exit still collects their exit
+    status: reaping them here would make its `os.waitpid` calls fail.
+    """
     if not getattr(options, "processes", None):
         return
-    children = psutil.Process().children()
-    for child in children:
+    pids = [child.pid for child in psutil.Process().children()]
+    for pid in pids:
         try:
-            child.send_signal(signal.SIGINT)
-        except psutil.NoSuchProcess:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
             continue
-    psutil.wait_procs(children, timeout=STOP_TIMEOUT_S)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    running = set(pids)
+    while running and time.monotonic() < deadline:
+        for pid in list(running):
+            try:
+                # WNOWAIT reports an exited child without reaping it.
+                exited = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                exited = True
+            if exited is not None:
+                running.discard(pid)
+        time.sleep(POLL_INTERVAL_S)

@@ -267,12 +267,6 @@ class Settings:
                 "or \"\" for no tracker users"
             )
 
-        verdict_file = getattr(options, "verdict_file", "") or ""
-        if verdict_file and not os.path.isdir(os.path.dirname(os.path.abspath(verdict_file))):
-            raise SettingsError(
-                f"--verdict-file: the folder of {verdict_file!r} does not exist; create it or choose another path"
-            )
-
         exporter_port = int(getattr(options, "exporter_port", DEFAULT_EXPORTER_PORT))
         if not 0 <= exporter_port <= 65535:
             raise SettingsError(f"--exporter-port: must be between 0 and 65535, got {exporter_port}")
@@ -291,11 +285,21 @@ class Settings:
             traceparent=bool(getattr(options, "traceparent", False)),
             max_p95_ms=max_p95_ms,
             min_success_ratio=success_percent / 100.0,
-            verdict_file=verdict_file,
+            verdict_file=getattr(options, "verdict_file", "") or "",
             exporter_port=exporter_port,
             exporter_host=getattr(options, "exporter_host", "127.0.0.1") or "127.0.0.1",
             exporter_linger_s=_timespan("exporter-linger", getattr(options, "exporter_linger", "0s") or "0s"),
         )
+
+    def verdict_file_problem(self) -> str | None:
+        """Return why the verdict file cannot be written where it is asked for, or None.
+
+        Only the master writes the verdict, so only the master checks: a worker may run in
+        another folder or on another host.
+        """
+        if self.verdict_file and not os.path.isdir(os.path.dirname(os.path.abspath(self.verdict_file))):
+            return f"--verdict-file: the folder of {self.verdict_file!r} does not exist; create it or choose another path"
+        return None
 
     def peak_ingestion_users(self) -> int:
         """Return the ingestion users at a campaign's full level."""

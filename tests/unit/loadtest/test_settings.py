@@ -82,7 +82,6 @@ def test_empty_tracker_host_drops_tracker_users():
         (["--min-success-percent", "100"], "--min-success-percent"),
         (["--exporter-port", "70000"], "--exporter-port"),
         (["--tracker-host", "127.0.0.1:8084"], "--tracker-host"),
-        (["--verdict-file", "/nonexistent-folder/verdict.json"], "--verdict-file"),
     ],
 )
 def test_invalid_option_named(arguments, option):
@@ -90,6 +89,13 @@ def test_invalid_option_named(arguments, option):
         _parse(arguments)
 
     assert str(raised.value).startswith(option)
+
+
+def test_verdict_file_folder_checked():
+    assert _parse(["--verdict-file", "/nonexistent-folder/verdict.json"]).verdict_file_problem().startswith(
+        "--verdict-file: the folder of '/nonexistent-folder/verdict.json' does not exist"
+    )
+    assert _parse(["--verdict-file", "verdict.json"]).verdict_file_problem() is None
 
 
 def test_unknown_campaign_rejected_by_parser():
