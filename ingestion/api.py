@@ -110,7 +110,7 @@ _WINDOW_HINT = "send whole seconds from 0 to 315360000 (ten years)"
 APP_FIELD_HINTS = {
     "app_id": "send 1 to 128 characters",
     "platform": "use one of ios, android, web",
-    "max_events_per_second": "send a whole number above 0, or null (in a PATCH) or nothing for no limit",
+    "max_events_per_second": "send a whole number above 0, or null or nothing for no limit",
     **dict.fromkeys(
         ("click_window_s", "impression_window_s", "fingerprint_window_s", "reinstall_window_s", "ctit_min_s"),
         _WINDOW_HINT,

@@ -154,7 +154,7 @@ def describe_decode_error(error: msgspec.ValidationError) -> str:
 
 
 def _ids_of(raw: bytes) -> tuple[str | None, str | None]:
-    """Return the event id and app id of an undecodable event, where they are strings, cut to 128 characters."""
+    """Return the event id (cut to 128 characters) and app id (when at most 128) of an undecodable event, where they are strings."""
     try:
         value = msgspec.json.decode(raw)
     except msgspec.DecodeError:
@@ -162,7 +162,12 @@ def _ids_of(raw: bytes) -> tuple[str | None, str | None]:
     if not isinstance(value, dict):
         return None, None
     event_id, app_id = value.get("event_id"), value.get("app_id")
-    return (event_id[:128] if isinstance(event_id, str) else None), (app_id[:128] if isinstance(app_id, str) else None)
+    # The event id is only echoed, so cutting it is harmless. The app id is looked up, and a
+    # cut one could name another app.
+    return (
+        event_id[:128] if isinstance(event_id, str) else None,
+        app_id if isinstance(app_id, str) and len(app_id) <= 128 else None,
+    )
 
 
 def _decode_each(raw_events: list[msgspec.Raw] | list[bytes], ndjson: bool = False) -> tuple[list[Event | None], list[EventError]]:
@@ -269,12 +274,15 @@ def validate_event(event: Event, now: float, default_platform: str) -> str | Non
     if event_time is None:
         event.event_time = now
     else:
-        if type(event_time) is not float:
+        sent_as_number = type(event_time) is float
+        if not sent_as_number:
             event_time = _to_epoch(event_time)
-            event.event_time = event_time
         # One chained comparison for the common case; NaN and infinities fail it too.
         if not 0.0 <= event_time <= now + MAX_FUTURE_SKEW_SECONDS:
-            return _event_time_error(event_time, now)
+            # The event keeps the time as sent: a batch's events may be validated twice.
+            return _event_time_error(event_time, now, sent_as_number)
+        if not sent_as_number:
+            event.event_time = event_time
     if event.platform is None:
         event.platform = default_platform
 
@@ -284,10 +292,11 @@ def validate_event(event: Event, now: float, default_platform: str) -> str | Non
     elif event_type == "install":
         begin = event.install_begin_time
         if begin is not None:
+            begin_sent_as_number = type(begin) is float
             begin = _to_epoch(begin)
             if not math.isfinite(begin) or begin < 0:
                 return "install_begin_time: must be a finite, non-negative epoch time"
-            if begin >= MILLISECONDS_FLOOR:
+            if begin_sent_as_number and begin >= MILLISECONDS_FLOOR:
                 return (
                     f"install_begin_time: {begin:.0f} looks like epoch milliseconds; "
                     "send epoch seconds (divide by 1000) or RFC 3339"
@@ -300,7 +309,7 @@ def validate_event(event: Event, now: float, default_platform: str) -> str | Non
         if revenue is not None:
             if not revenue.is_finite():
                 return "revenue: must be a finite decimal; send a value such as \"4.99\""
-            if abs(revenue) > MAX_REVENUE or revenue.normalize().as_tuple().exponent < -MAX_REVENUE_DECIMALS:
+            if revenue.copy_abs() > MAX_REVENUE or _decimal_places(revenue) > MAX_REVENUE_DECIMALS:
                 return (
                     f"revenue: {revenue} is outside the accepted range; send at most {MAX_REVENUE:,} "
                     f"either way, with at most {MAX_REVENUE_DECIMALS} digits after the decimal point"
@@ -339,10 +348,23 @@ def validate_event(event: Event, now: float, default_platform: str) -> str | Non
     return None
 
 
-def _event_time_error(seconds: float, now: float) -> str:
+def _decimal_places(value: Decimal) -> int:
+    """Return the digits after the decimal point, trailing zeros left out, without rounding.
+
+    `Decimal.normalize` would round to the context's 28 digits first, so a value with more
+    digits than that would pass a check of its rounded form.
+    """
+    _, digits, exponent = value.as_tuple()
+    significant = "".join(map(str, digits)).rstrip("0")
+    if not significant:
+        return 0
+    return max(0, -(exponent + len(digits) - len(significant)))
+
+
+def _event_time_error(seconds: float, now: float, sent_as_number: bool) -> str:
     if not math.isfinite(seconds) or seconds < 0:
         return "event_time: must be a finite, non-negative epoch time; send RFC 3339 or epoch seconds"
-    if seconds >= MILLISECONDS_FLOOR and seconds / 1000 <= now + MAX_FUTURE_SKEW_SECONDS:
+    if sent_as_number and seconds >= MILLISECONDS_FLOOR and seconds / 1000 <= now + MAX_FUTURE_SKEW_SECONDS:
         return f"event_time: {seconds:.0f} looks like epoch milliseconds; send epoch seconds (divide by 1000) or RFC 3339"
     return (
         f"event_time: {seconds - now:.0f} s ahead of the server clock, more than the "

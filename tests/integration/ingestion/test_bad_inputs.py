@@ -153,6 +153,7 @@ EVENT_CASES = [
     ("ip invalid", {"ip": "999.1.2.3"}, "ip: '999.1.2.3' is not an IPv4 or IPv6 address; send the address as text"),
     ("event_time milliseconds", {"event_time": MILLISECONDS},
      "looks like epoch milliseconds; send epoch seconds (divide by 1000) or RFC 3339"),
+    ("event_time far-future text", {"event_time": "9999-12-31T00:00:00Z"}, "s ahead of the server clock, more than"),
     ("user_agent too long", {"user_agent": "u" * 513}, "user_agent: Expected `str` of length <= 512"),
     ("params not object", {"params": [1, 2]}, "params: Expected `object | null`, got `array`; send a JSON object"),
     ("params too large", {"params": {"blob": "x" * 5000}}, "params: larger than 4096 bytes once encoded"),
@@ -168,6 +169,8 @@ EVENT_CASES = [
      "revenue: 1E+400 is outside the accepted range; send at most 1,000,000,000,000 either way"),
     ("revenue too fine", {"event_type": "in_app", "event_name": "buy", "revenue": "1E-30", "currency": "USD"},
      "with at most 8 digits after the decimal point"),
+    ("revenue past 28 digits", {"event_type": "in_app", "event_name": "buy", "revenue": "1.00000000000000000000000000001",
+                                "currency": "USD"}, "with at most 8 digits after the decimal point"),
     ("currency lower case", {"event_type": "in_app", "event_name": "buy", "revenue": "1", "currency": "usd"}, "currency:"),
     ("install_begin_time text", {"event_type": "install", "install_begin_time": "soon"}, "install_begin_time:"),
     ("install_begin_time milliseconds", {"event_type": "install", "install_begin_time": 1_700_000_000_000},
@@ -253,12 +256,17 @@ def test_undecodable_admin_event_counted_for_its_app(api):
     ghost = {**session("never-registered", unique("bogus")), "event_type": "bogus"}
     before = api.total("attribution_events_processed_total", app_id="_unregistered", status="rejected")
 
-    result = api.send(api.service.admin_token, [registered, ghost])
+    # An app id one character too long must not count under the registered app it starts with.
+    overlong_id, _ = api.register(app_id=unique("long").ljust(128, "x"))
+    overlong = {**session(overlong_id + "x", unique("bogus")), "event_type": "bogus"}
 
-    assert result["rejected"] == 2
-    assert [sorted(error) for error in result["errors"]] == [["error", "event_id", "index"]] * 2
+    result = api.send(api.service.admin_token, [registered, ghost, overlong])
+
+    assert result["rejected"] == 3
+    assert [sorted(error) for error in result["errors"]] == [["error", "event_id", "index"]] * 3
+    assert api.total("attribution_events_processed_total", app_id=overlong_id, status="rejected") == 0
     assert api.total("attribution_events_processed_total", app_id=app_id, status="rejected") == 1
-    assert api.total("attribution_events_processed_total", app_id="_unregistered", status="rejected") - before == 1
+    assert api.total("attribution_events_processed_total", app_id="_unregistered", status="rejected") - before == 2
 
 
 def test_other_app_key_cannot_read_records(api, context):
