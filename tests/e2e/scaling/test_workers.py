@@ -109,6 +109,16 @@ def test_scrapes_never_drop_and_end_exact(tmp_path, redis_url):
         assert sum(per_slot) == sum(sent)
 
 
+def events_served_per_slot(service) -> list[int]:
+    """Return the events each of the two workers counted, read from their metrics slots."""
+    reader = SlotReader(metrics_directory(service))
+    return [
+        sum(found[0] for (_, name, _), found in reader.values(slot_path(reader.directory, slot)).items()
+            if name == "attribution_events_processed_total")
+        for slot in range(2)
+    ]
+
+
 def stats_accepted(service) -> int:
     """Return the accepted events of every app in one /v1/stats response, read on a new connection."""
     response = httpx.get(service.url + "/v1/stats", headers=service.headers, timeout=10)
@@ -123,12 +133,7 @@ def test_stats_from_either_worker_count_both(tmp_path, redis_url):
         source = EventSource(APPS)
         sent: list[int] = []
         send(service, source, 20, sent)
-        reader = SlotReader(metrics_directory(service))
-        served = [
-            sum(found[0] for (_, name, _), found in reader.values(slot_path(reader.directory, slot)).items()
-                if name == "attribution_events_processed_total")
-            for slot in range(2)
-        ]
+        served = events_served_per_slot(service)
         # Each worker saves its figures once a second; after that, any worker counts all of them.
         time.sleep(1.5)
         answers = [stats_accepted(service) for _ in range(8)]
@@ -143,6 +148,7 @@ def test_registered_again_starts_from_zero(tmp_path, redis_url):
         wait_for_workers(service, 2)
         register(service)
         send(service, EventSource(APPS), 20, [])
+        served = events_served_per_slot(service)
         time.sleep(1.5)
         deleted = httpx.delete(f"{service.url}/v1/apps/{app_id}", headers=service.headers, timeout=10)
         registered = httpx.post(service.url + "/v1/apps", json={"app_id": app_id, "platform": "android"},
@@ -154,6 +160,8 @@ def test_registered_again_starts_from_zero(tmp_path, redis_url):
             response = httpx.get(service.url + "/v1/stats", headers=service.headers, timeout=10)
             answers.append(response.json()["apps"][app_id]["events"])
 
+    # Both workers took events of the old app, so the one that did not serve the DELETE has some.
+    assert all(count > 0 for count in served), served
     assert deleted.status_code == 204
     assert registered.status_code == 201
     assert answers == [{"accepted": 0, "duplicate": 0, "rejected": 0}] * 8
