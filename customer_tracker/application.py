@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from customer_tracker.api import router
 from customer_tracker.errors import IngestionUnavailable, TrackerError, Unauthorized
@@ -38,6 +39,19 @@ async def _tracker_error(_request: Request, error: TrackerError) -> JSONResponse
     if isinstance(error, IngestionUnavailable):
         headers["Retry-After"] = str(error.retry_after_seconds)
     return JSONResponse(error.as_body(), status_code=error.status_code, headers=headers)
+
+
+async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
+    """Return a routing error (unknown path, method not allowed) in the tracker's error shape."""
+    route = f"{request.method} {request.url.path}"
+    if error.status_code == 404:
+        body = {"error": "not_found", "message": f"{route} is not a route of the tracker; see /docs for the API"}
+    elif error.status_code == 405:
+        allowed = (error.headers or {}).get("allow", (error.headers or {}).get("Allow", ""))
+        body = {"error": "method_not_allowed", "message": f"{route} is not allowed; use {allowed or 'another method'}"}
+    else:
+        body = {"error": "http_error", "message": str(error.detail)}
+    return JSONResponse(body, status_code=error.status_code, headers=error.headers)
 
 
 def _describe(item: dict) -> tuple[str, str]:
@@ -95,5 +109,6 @@ def build_app(
 
     app.add_exception_handler(TrackerError, _tracker_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
     app.include_router(router)
     return app

@@ -287,3 +287,18 @@ def test_concurrent_creates_one_wins(tracker):
 
     assert sorted(statuses) == [201] + [409] * 7
     assert len(tracker.get("/v1/customers").json()["items"]) == 1
+
+
+def test_unknown_route_in_error_shape(tracker):
+    missing = tracker.get("/v1/nothing-here")
+    wrong_method = tracker.put("/v1/customers")
+
+    assert missing.status_code == 404
+    assert missing.json() == {
+        "error": "not_found",
+        "message": "GET /v1/nothing-here is not a route of the tracker; see /docs for the API",
+    }
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"] == "method_not_allowed"
+    assert wrong_method.json()["message"].startswith("PUT /v1/customers is not allowed; use ")
+    assert wrong_method.headers["allow"] in wrong_method.json()["message"]
