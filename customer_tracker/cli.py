@@ -341,6 +341,8 @@ def _ticket_command(api: Api, args: argparse.Namespace, customer_path: str):
 
 
 def _print_tickets(document: dict) -> None:
+    if not document["items"]:
+        print("no tickets")
     for ticket in document["items"]:
         print(f"{ticket['ticket_id']:>6}  {ticket['status']:<6}  {ticket['severity']:<8}  {ticket['title']}")
 

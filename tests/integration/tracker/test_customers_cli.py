@@ -39,6 +39,7 @@ def test_cli_walks_a_pilot(tracker, ingestion, tmp_path):
     ticket_id = tracker.get("/v1/customers/acme/tickets").json()["items"][0]["ticket_id"]
     closed = _cli(tracker, "ticket", "close", "acme", str(ticket_id))
     assert f"ticket {ticket_id} is closed" in closed.stdout
+    assert _cli(tracker, "ticket", "list", "acme", "--status", "open").stdout == "no tickets\n"
 
     reference = tmp_path / "reference.csv"
     reference.write_text("install_event_id,network\ni-1,AdNet\ni-2,Other\n")
