@@ -15,7 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from loadtest.verdict import VERDICT_FAILED_EXIT_CODE
 from tests.integration.loadtest.conftest import (
     LOCUST_TIMEOUT_SECONDS,
+    REPOSITORY,
     locust_arguments,
+    locust_command,
     locust_environment,
     run_locust,
 )
@@ -125,6 +127,35 @@ def test_distributed_processes_share_verdict(ingestion, tmp_path):
     # over the 2 users, one per worker, so one worker's counts alone would be about half.
     measurement = run.verdict["measurement"]
     assert measurement["events"] >= 0.75 * 1000 * measurement["duration_s"]
+
+
+def test_worker_elsewhere_ignores_verdict_folder(ingestion, tmp_path):
+    # The master's relative --verdict-file reaches the worker, whose folder has no out/.
+    master_dir, worker_dir = tmp_path / "master", tmp_path / "worker"
+    (master_dir / "out").mkdir(parents=True)
+    worker_dir.mkdir()
+    port = free_port()
+    environment = locust_environment(ingestion.admin_token)
+    worker = subprocess.Popen(
+        [*locust_command(), "-f", str(REPOSITORY / "loadtest"), "--worker", "--master-host", "127.0.0.1",
+         "--master-port", str(port)],
+        cwd=worker_dir, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        master = subprocess.run(
+            locust_arguments(ingestion.url, master_dir, "--campaign", "smoke", "--campaign-duration", "6s",
+                             "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+                             "--expect-workers", "1", "--verdict-file", "out/verdict.json"),
+            cwd=master_dir, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            timeout=LOCUST_TIMEOUT_SECONDS,
+        )
+        worker_output, _ = worker.communicate(timeout=30)
+    finally:
+        worker.kill()
+
+    assert master.returncode == 0, master.stdout[-3000:]
+    assert json.loads((master_dir / "out" / "verdict.json").read_text())["passed"] is True
+    assert "invalid load-test option" not in worker_output
 
 
 def test_taken_exporter_port_stops_forked_workers(ingestion, tmp_path, exporter_port):
