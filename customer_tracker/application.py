@@ -47,7 +47,7 @@ async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
     if error.status_code == 404:
         body = {"error": "not_found", "message": f"{route} is not a route of the tracker; see /docs for the API"}
     elif error.status_code == 405:
-        allowed = (error.headers or {}).get("allow", (error.headers or {}).get("Allow", ""))
+        allowed = (error.headers or {}).get("Allow", "")
         body = {"error": "method_not_allowed", "message": f"{route} is not allowed; use {allowed or 'another method'}"}
     else:
         body = {"error": "http_error", "message": str(error.detail)}

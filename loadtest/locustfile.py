@@ -28,7 +28,7 @@ from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 from exporters.loadtest import LoadTestExporter
-from loadtest.processes import stop_forked_workers
+from loadtest.processes import exit_before_run
 from loadtest.recorder import REPORT_KEY, WORKER_REPORT_LAG_S, CampaignRecorder, settle_seconds
 from loadtest.settings import Settings, SettingsError, add_arguments
 from loadtest.shape import CampaignShapeBase
@@ -111,8 +111,7 @@ def _on_init(environment, **_kwargs) -> None:
 
     if (problem := settings.verdict_file_problem()) is not None:
         logger.error("invalid load-test option: %s", problem)
-        stop_forked_workers(environment.parsed_options)
-        sys.exit(2)
+        exit_before_run(environment.parsed_options)
     options = environment.parsed_options
     users = getattr(options, "num_users", None)
     if users is None and getattr(options, "headless", False):
@@ -136,8 +135,7 @@ def _on_init(environment, **_kwargs) -> None:
                 "the load-test exporter cannot listen on %s:%d (%s); %s",
                 settings.exporter_host, settings.exporter_port, error, fix,
             )
-            stop_forked_workers(environment.parsed_options)
-            sys.exit(2)
+            exit_before_run(environment.parsed_options)
 
 
 @events.test_start.add_listener

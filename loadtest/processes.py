@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
+from typing import NoReturn
 
 import psutil
 
@@ -44,3 +46,9 @@ def stop_forked_workers(options) -> None:
             if exited is not None:
                 running.discard(pid)
         time.sleep(POLL_INTERVAL_S)
+
+
+def exit_before_run(options, code: int = 2) -> NoReturn:
+    """Stop the workers that `--processes` forked, if any, and exit with `code`."""
+    stop_forked_workers(options)
+    sys.exit(code)

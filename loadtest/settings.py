@@ -40,7 +40,7 @@ def add_arguments(parser: Any) -> None:
     group.add_argument(
         "--campaign",
         choices=["", *CAMPAIGNS],
-        # The empty choice stands for no campaign; listing it would print "{,smoke,...}".
+        # The empty choice means no campaign. Listing it would print "{,smoke,...}".
         metavar="{" + ",".join(CAMPAIGNS) + "}",
         default="",
         env_var="UNMOGROWP_LOADTEST_CAMPAIGN",
@@ -263,7 +263,7 @@ class Settings:
         tracker_host = (getattr(options, "tracker_host", "") or "").rstrip("/")
         if tracker_host and not tracker_host.startswith(("http://", "https://")):
             raise SettingsError(
-                f"--tracker-host: {tracker_host!r} has no scheme; send it as http://{tracker_host}, "
+                f"--tracker-host: {tracker_host!r} has no scheme; pass it as http://{tracker_host}, "
                 "or \"\" for no tracker users"
             )
 

@@ -136,14 +136,14 @@ class IngestionClient:
             attempt += 1
 
     def _error(self, response: httpx.Response, action: str, hint: str = "") -> IngestionError:
-        request = f"{action} failed: {response.request.method} {response.request.url.path} returned {response.status_code}"
+        failure = f"{action} failed: {response.request.method} {response.request.url.path} returned {response.status_code}"
         if response.status_code == 401:
             # The service's own 401 message also offers an ingest key, which the replay never uses.
             return IngestionError(
-                f"{request}: the service rejected the admin token; set UNMOGROWP_ADMIN_TOKEN or "
+                f"{failure}: the service rejected the admin token; set UNMOGROWP_ADMIN_TOKEN or "
                 "--admin-token-file to the token the service was started with"
             )
-        return IngestionError(f"{request} {_error_detail(response)}{hint}")
+        return IngestionError(f"{failure} {_error_detail(response)}{hint}")
 
 
 def _backoff_seconds(attempt: int) -> float:
